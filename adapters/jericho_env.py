@@ -1,0 +1,146 @@
+"""Jericho (Z-machine text games) as a Gymnasium-style environment with candidate actions."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from adapters.base import AdapterError
+from adapters.valid_actions import ValidActionFinder
+
+#: fallback candidates when the valid-action finder times out
+FALLBACK_ACTIONS = ["north", "south", "east", "west", "up", "down", "look", "inventory"]
+Z_MACHINE_SUFFIXES = (".z1", ".z2", ".z3", ".z4", ".z5", ".z6", ".z7", ".z8", ".dat")
+
+
+def check_story_file(path: Path) -> dict:
+    """Validate a Z-machine story file and return Jericho's bindings for it.
+
+    Raises:
+        AdapterError: if the file is missing, not a Z-machine story, or not supported by
+            Jericho (no score/valid-action support).
+    """
+    import jericho.defines
+
+    if not path.is_file():
+        raise AdapterError(f"story file not found: {path}")
+    data = path.read_bytes()
+    if len(data) < 64 or not 1 <= data[0] <= 8:
+        raise AdapterError(f"{path} is not a Z-machine story file")
+    bindings = jericho.defines.BINDINGS_DICT.get(hashlib.md5(data).hexdigest())
+    if not bindings:
+        raise AdapterError(f"{path.name} is not a game Jericho supports (no score or valid-action support)")
+    return bindings
+
+
+class JerichoEnv:
+    """A Jericho game with score, location, inventory, world-state hash and valid actions.
+
+    Args:
+        rom_path: the story file (.z5, .z8, ...).
+        seed: emulator seed; None uses the walkthrough's seed from Jericho's bindings.
+        max_steps: steps after which ``truncated`` is True (None: no limit).
+        valid_actions_timeout: seconds per valid-action computation before falling back.
+
+    ``info`` keys: score, moves, max_score, location, inventory (list[str]), state_hash,
+    candidates (list[str]), victory, game_over, valid_actions_timeout (bool),
+    valid_actions_seconds (time spent finding the candidates).
+
+    Raises:
+        AdapterError: on a missing, invalid or unsupported story file.
+    """
+
+    def __init__(
+        self,
+        rom_path: str | Path,
+        seed: int | None = None,
+        max_steps: int | None = None,
+        valid_actions_timeout: float = 10.0,
+    ) -> None:
+        import jericho
+
+        path = Path(rom_path)
+        self.bindings = check_story_file(path)
+        self.name = self.bindings.get("name", path.stem)
+        self.rom_path = str(path.resolve())
+        self.seed = seed if seed is not None else self.bindings.get("seed")
+        self.max_steps = max_steps
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._env = jericho.FrotzEnv(self.rom_path, seed=self.seed)
+        self.max_score = float(self._env.get_max_score())
+        self._finder = ValidActionFinder(self.rom_path, self.seed, valid_actions_timeout)
+        self._cache: dict[str, list[str]] = {}
+        self._steps = 0
+        self.last_timings: dict[str, float] = {}
+
+    # -- Gymnasium API ------------------------------------------------------------------
+    def reset(self) -> tuple[str, dict[str, Any]]:
+        """Restart the game: (observation, info)."""
+        obs, _ = self._env.reset()
+        self._steps = 0
+        return obs, self._info(done=False)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Send a command: (observation, reward = score delta, terminated, truncated, info)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obs, reward, done, _ = self._env.step(action)
+        self._steps += 1
+        truncated = not done and self.max_steps is not None and self._steps >= self.max_steps
+        return obs, float(reward), bool(done), truncated, self._info(done=done)
+
+    def close(self) -> None:
+        """Stop the valid-action child process and the emulator."""
+        self._finder.close()
+        self._env.close()
+
+    # -- state ---------------------------------------------------------------------------
+    def candidate_actions(self) -> tuple[list[str], bool]:
+        """Valid actions in the current state, cached by world-state hash.
+
+        Returns:
+            (actions, timed_out): on timeout the fallback navigation actions.
+        """
+        key = self._env.get_world_state_hash()
+        if key in self._cache:
+            return self._cache[key], False
+        actions = self._finder(self._env.get_state())
+        if actions is None:
+            return list(FALLBACK_ACTIONS), True
+        if not actions:
+            actions = list(FALLBACK_ACTIONS)
+        self._cache[key] = actions
+        return actions, False
+
+    def _info(self, done: bool) -> dict[str, Any]:
+        env = self._env
+        location = env.get_player_location()
+        victory = bool(env.victory())
+        game_over = bool(env.game_over())
+        candidates: list[str] = []
+        timed_out = False
+        t0 = time.perf_counter()
+        if not done:
+            candidates, timed_out = self.candidate_actions()
+        seconds = time.perf_counter() - t0
+        return {
+            "score": float(env.get_score()),
+            "moves": int(env.get_moves()),
+            "max_score": self.max_score,
+            "location": location.name if location is not None else None,
+            "inventory": [o.name for o in env.get_inventory()],
+            "state_hash": env.get_world_state_hash(),
+            "candidates": candidates,
+            "victory": victory,
+            "game_over": game_over and not victory,
+            "valid_actions_timeout": timed_out,
+            "valid_actions_seconds": seconds,
+        }
+
+    def walkthrough(self) -> list[str]:
+        """Jericho's walkthrough actions for this game."""
+        return self._env.get_walkthrough()

@@ -1,0 +1,115 @@
+"""Jericho's valid-action finder in a child process, with a timeout.
+
+``FrotzEnv.get_valid_actions`` can hang on some states (jericho issue 53); a hung
+call inside our own process could never be interrupted. The finder therefore runs
+in a dedicated child process holding its own emulator: the parent sends the
+emulator state, the child restores it and answers with the valid actions. A call
+that takes longer than the timeout kills the child (a fresh one is started on the
+next call) and returns ``None``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.connection
+from typing import Any
+
+
+def _serve(conn: multiprocessing.connection.Connection, rom_path: str, seed: int | None) -> None:
+    """Child process main loop: state in, list of valid actions (or an error string) out."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import jericho
+
+    from adapters.spacy_pipeline import install_for_jericho
+
+    try:
+        install_for_jericho()
+        env = jericho.FrotzEnv(rom_path, seed=seed)
+        env.reset()
+        conn.send(("ready", None))
+    except Exception as exc:  # reported to the parent as a one-line error
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            state = conn.recv()
+        except EOFError:
+            return
+        if state is None:
+            return
+        try:
+            env.set_state(state)
+            actions = env.get_valid_actions(use_object_tree=True, use_ctypes=True, use_parallel=False)
+            conn.send(("ok", actions))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class ValidActionFinder:
+    """Computes Jericho valid actions for emulator states in a killable child process.
+
+    Args:
+        rom_path: the story file.
+        seed: the emulator seed (must match the parent's emulator).
+        timeout: seconds allowed per call before the child is killed.
+    """
+
+    def __init__(self, rom_path: str, seed: int | None, timeout: float = 10.0) -> None:
+        self.rom_path = rom_path
+        self.seed = seed
+        self.timeout = timeout
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self.timeouts = 0
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_serve, args=(child, self.rom_path, self.seed), daemon=True)
+        proc.start()
+        child.close()
+        # Start-up (imports, spaCy) gets a generous allowance of its own.
+        if not parent.poll(max(60.0, self.timeout)):
+            proc.kill()
+            raise RuntimeError("valid-action finder did not start")
+        status, payload = parent.recv()
+        if status != "ready":
+            proc.kill()
+            raise RuntimeError(f"valid-action finder failed to start: {payload}")
+        self._proc, self._conn = proc, parent
+
+    def __call__(self, state: Any) -> list[str] | None:
+        """Valid actions at ``state`` (from ``FrotzEnv.get_state()``), or None on timeout/failure."""
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        assert self._conn is not None
+        try:
+            self._conn.send(state)
+            if self._conn.poll(self.timeout):
+                status, payload = self._conn.recv()
+                return list(payload) if status == "ok" else None
+        except (EOFError, OSError, BrokenPipeError):
+            pass
+        self.timeouts += 1
+        self._kill()
+        return None
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc, self._conn = None, None
+
+    def close(self) -> None:
+        """Stop the child process."""
+        if self._conn is not None and self._proc is not None and self._proc.is_alive():
+            try:
+                self._conn.send(None)
+                self._proc.join(timeout=2)
+            except (OSError, BrokenPipeError):
+                pass
+        self._kill()

@@ -1,0 +1,3 @@
+from jitrl_cli.cli import main
+
+main()

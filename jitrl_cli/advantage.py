@@ -1,0 +1,149 @@
+"""Advantage estimation from retrieved neighbours (paper §4.2, eqs. 4–6).
+
+Given the k nearest stored steps N(s) of the current state s, each with the
+action it took and its discounted return G:
+
+    V̂(s)   = mean_{n ∈ N(s)} G_n                                   (value)
+    Q̂(s,a) = mean_{n ∈ N(s), a_n = a} G_n                          (action value)
+    A(s,a) = Q̂(s,a) − V̂(s)                                          (advantage)
+
+A candidate never taken among the neighbours gets an exploration bonus:
+
+    paper: Q̂(s,a) = V̂(s) + α/|N(s)|, applied with probability λ (else A = 0);
+    ucb:   A(s,a) += α·sqrt(ln(|N(s)|+1) / (n(a)+1)) for every candidate
+           (deterministic; n(a) = neighbours that took a, unseen actions get the most);
+    none:  A = 0 for unseen candidates.
+
+Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+
+class Exploration(str, Enum):
+    """How candidates unseen among the neighbours are valued."""
+
+    paper = "paper"
+    ucb = "ucb"
+    none = "none"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One retrieved past step: the action taken there and its discounted return.
+
+    Attributes:
+        action: the action text (compared after :func:`normalize_action`).
+        ret: the discounted return G of that step (score points).
+        similarity: cosine similarity of its state key to the query, in [−1, 1].
+        step_id: the memory row id (for display and ``memory inspect``).
+    """
+
+    action: str
+    ret: float
+    similarity: float = 1.0
+    step_id: int = -1
+
+
+@dataclass
+class AdvantageEstimate:
+    """Per-candidate statistics, arrays of shape (n_candidates,).
+
+    Attributes:
+        value: V̂(s), scalar (0.0 when there are no neighbours).
+        q: Q̂(s,a) (NaN where the candidate is unseen and got no bonus).
+        counts: n(a), how many neighbours took the candidate.
+        raw: A(s,a) before normalisation, bonus included.
+        normalized: Ã(s,a) = A / max|A|, in [−1, 1].
+        bonus: whether the candidate got an exploration bonus.
+        n_neighbours: |N(s)|.
+    """
+
+    value: float
+    q: np.ndarray
+    counts: np.ndarray
+    raw: np.ndarray
+    normalized: np.ndarray
+    bonus: np.ndarray
+    n_neighbours: int
+
+
+def normalize_action(action: str) -> str:
+    """Canonical form used to match actions across steps: lower case, single spaces."""
+    return " ".join(action.lower().split())
+
+
+def estimate_advantages(
+    candidates: Sequence[str],
+    neighbours: Sequence[Neighbour],
+    *,
+    exploration: Exploration | str = Exploration.paper,
+    alpha: float = 1.0,
+    bonus_prob: float = 0.5,
+    rng: np.random.Generator | None = None,
+) -> AdvantageEstimate:
+    """Estimate Ã(s,a) for every candidate from the neighbours' returns.
+
+    Args:
+        candidates: the candidate actions C(s), length n.
+        neighbours: the retrieved steps N(s) (already filtered by similarity).
+        exploration: ``paper`` (stochastic bonus α/|N| with probability λ), ``ucb``
+            (deterministic count bonus) or ``none``.
+        alpha: α, the bonus scale (score points).
+        bonus_prob: λ, the probability of applying the paper's bonus to an unseen candidate.
+        rng: random generator for the paper's bonus (required only for ``paper``).
+
+    Returns:
+        An :class:`AdvantageEstimate`; with no neighbours every advantage is 0
+        (the posterior equals the prior).
+
+    Raises:
+        ValueError: for an unknown exploration mode, or ``paper`` mode with λ > 0 and no rng.
+    """
+    exploration = Exploration(exploration)
+    n = len(candidates)
+    keys = [normalize_action(a) for a in candidates]
+    counts = np.zeros(n, dtype=np.int64)
+    sums = np.zeros(n, dtype=np.float64)
+    raw = np.zeros(n, dtype=np.float64)
+    q = np.full(n, np.nan)
+    bonus = np.zeros(n, dtype=bool)
+    if not neighbours or n == 0:
+        return AdvantageEstimate(0.0, q, counts, raw, raw.copy(), bonus, len(neighbours))
+
+    value = float(np.mean([nb.ret for nb in neighbours]))
+    index = {key: i for i, key in enumerate(keys)}
+    for nb in neighbours:
+        i = index.get(normalize_action(nb.action))
+        if i is not None:
+            counts[i] += 1
+            sums[i] += nb.ret
+    seen = counts > 0
+    q[seen] = sums[seen] / counts[seen]
+    raw[seen] = q[seen] - value
+
+    n_nb = len(neighbours)
+    if exploration is Exploration.paper and alpha > 0:
+        if bonus_prob > 0 and rng is None:
+            raise ValueError("the paper's exploration bonus needs a random generator")
+        for i in np.flatnonzero(~seen):
+            if bonus_prob >= 1.0 or (bonus_prob > 0 and rng.random() < bonus_prob):
+                q[i] = value + alpha / n_nb
+                raw[i] = q[i] - value
+                bonus[i] = True
+    elif exploration is Exploration.ucb and alpha > 0:
+        extra = alpha * np.sqrt(math.log(n_nb + 1) / (counts + 1))
+        raw = raw + extra
+        bonus[:] = True
+        q[~seen] = value + extra[~seen]
+
+    scale = float(np.max(np.abs(raw))) if n else 0.0
+    normalized = raw / scale if scale > 0 else np.zeros(n)
+    return AdvantageEstimate(value, q, counts, raw, normalized, bonus, n_nb)

@@ -1,0 +1,185 @@
+"""The ``jitrl`` command line (Typer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+
+from adapters.base import AdapterError
+from jitrl_cli.errors import UserError
+from memories.store import MemoryStoreError
+
+app = typer.Typer(
+    help="jitrl: a local LLM agent that learns while it plays (Just-In-Time RL, arXiv 2601.18510).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+games_app = typer.Typer(help="Find and download games.", no_args_is_help=True)
+app.add_typer(games_app, name="games")
+
+err_console = Console(stderr=True)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+@app.command()
+def play(
+    game: str = typer.Argument(..., help="Game name (e.g. zork1) or path to a story file (.z5/.z8/...)."),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes to play."),
+    max_steps: int = typer.Option(50, "--max-steps", help="Steps per episode."),
+    model: Optional[Path] = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M)."),
+    memory: Optional[Path] = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir)."),
+    rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first for games."),
+    beta: float = typer.Option(3.0, "--beta", help="β: strength of the advantage update on the logits (0 = static policy)."),
+    gamma: float = typer.Option(0.5, "--gamma", help="γ: discount of the returns."),
+    k: int = typer.Option(10, "--k", help="Neighbours retrieved per step."),
+    min_similarity: float = typer.Option(0.5, "--min-similarity", help="Cosine similarity threshold for neighbours."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Temperature T of the prior logits."),
+    exploration: str = typer.Option("paper", "--exploration", help="Bonus for unseen candidates: paper, ucb or none."),
+    alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
+    bonus_prob: float = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus."),
+    death_penalty: float = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
+    greedy: bool = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling."),
+    no_learn: bool = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
+    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Write one JSONL row per step here."),
+    n_ctx: int = typer.Option(4096, "--n-ctx", help="Model context size in tokens."),
+    valid_actions_timeout: float = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned."),
+) -> None:
+    """Play a Jericho text game with the JitRL agent, learning across episodes."""
+    from adapters.jericho_env import JerichoEnv, check_story_file
+    from jitrl_cli.advantage import Exploration
+    from jitrl_cli.agent import Agent, AgentConfig
+    from jitrl_cli.llm import LlamaModel, resolve_model_path
+    from jitrl_cli.paths import default_memory_dir, find_game, user_games_dir
+    from jitrl_cli.scoring import CandidateScorer
+    from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
+    from memories.embedding import get_embedder
+    from memories.store import MemoryStore
+
+    _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
+    _check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
+    _check(beta >= 0, f"--beta must be >= 0, got {beta}")
+    _check(0 <= gamma <= 1, f"--gamma must be in [0, 1], got {gamma}")
+    _check(k >= 1, f"--k must be at least 1, got {k}")
+    _check(-1 <= min_similarity <= 1, f"--min-similarity must be in [-1, 1], got {min_similarity}")
+    _check(temperature > 0, f"--temperature must be > 0, got {temperature}")
+    _check(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
+    _check(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
+    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+
+    rom = find_game(game, rom_dir)
+    if rom is None:
+        from jitrl_cli.paths import require_game
+
+        if sys.stdin.isatty() and not json_out and "/" not in game and not Path(game).suffix:
+            if typer.confirm(f"{game} not found. Download the Jericho game suite into {user_games_dir()}?"):
+                from jitrl_cli.games import download_suite
+
+                download_suite(user_games_dir())
+        rom = require_game(game, rom_dir)
+    check_story_file(rom)
+    model_path = resolve_model_path(model)
+
+    config = AgentConfig(
+        beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
+        learn=not no_learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
+        death_penalty=death_penalty, max_steps=max_steps, seed=seed,
+    )
+    embedder = get_embedder()
+    store = MemoryStore(memory or default_memory_dir(), embedder)
+    llm = LlamaModel(model_path, n_ctx=n_ctx)
+    scorer = CandidateScorer(llm)
+    env = JerichoEnv(rom, max_steps=max_steps, valid_actions_timeout=valid_actions_timeout)
+    agent = Agent(scorer, llm.tokenize, embedder, store, config, llm.name, llm.n_ctx)
+    title = env.bindings.get("name", rom.stem)
+    header = f"The following is a transcript of an expert player of the text adventure game {title}, who explores, solves puzzles and scores points."
+    console = Console()
+    live = console.is_terminal and not json_out
+    logger = StepLogger(log_dir) if log_dir else None
+    results = []
+    try:
+        if live:
+            with LiveView(console, title, episodes, max_steps) as view:
+                observer = Observers(view, logger)
+                for e in range(1, episodes + 1):
+                    results.append(agent.run_episode(env, env.name, e, header, observer))
+            console.print(summary_table(results))
+        else:
+            observer = Observers(logger)
+            for e in range(1, episodes + 1):
+                result = agent.run_episode(env, env.name, e, header, observer)
+                results.append(result)
+                if json_out:
+                    sys.stdout.write(json.dumps(result.to_json()) + "\n")
+                    sys.stdout.flush()
+                else:
+                    print(episode_line(result), flush=True)
+    finally:
+        env.close()
+        scorer.close()
+        llm.close()
+        store.close()
+
+
+@games_app.command("download")
+def games_download(
+    dest: Optional[Path] = typer.Option(None, "--dest", help="Target directory (default: the user games dir)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Archive URL (default: $JITRL_GAMES_URL or the Jericho suite)."),
+) -> None:
+    """Download the Jericho game suite (story files) so `jitrl play NAME` finds them."""
+    from jitrl_cli.games import download_suite
+    from jitrl_cli.paths import user_games_dir
+
+    target = dest or user_games_dir()
+    files = download_suite(target, url)
+    print(f"{len(files)} games in {target}")
+
+
+@games_app.command("list")
+def games_list(rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first.")) -> None:
+    """List the games jitrl can find."""
+    from jitrl_cli.paths import game_dirs, list_games
+
+    found = list_games(rom_dir)
+    if not found:
+        raise UserError(f"no games in {', '.join(str(d) for d in game_dirs(rom_dir))}; run `jitrl games download`")
+    for path in found:
+        print(f"{path.stem}\t{path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app, turning every expected failure into one line and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="jitrl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        code = 130
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        code = exc.exit_code
+    except (UserError, AdapterError, MemoryStoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted: the episode in progress was not stored", file=sys.stderr)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

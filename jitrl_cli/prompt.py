@@ -1,0 +1,68 @@
+"""Transcript-style prompts for a base model, built incrementally so the KV cache is reused.
+
+The prompt is the game's own transcript::
+
+    <bos>{header}\n\n{first observation}\n\n> {action}\n{observation}\n\n> {action} ...\n\n>
+
+Candidates are scored as `` {action}\\n``. Every piece is tokenised once and appended,
+so the next step's prompt extends the previous one token-for-token: only the chosen
+action and the new observation are new to the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def clean_for_prompt(observation: str) -> str:
+    """Observation text with runs of blank lines collapsed and outer whitespace stripped."""
+    return _BLANKS.sub("\n\n", observation.replace("\r", "")).strip()
+
+
+def candidate_text(action: str) -> str:
+    """The continuation scored for an action: a space, the action, a newline terminator."""
+    return f" {action.strip()}\n"
+
+
+class TranscriptPrompt:
+    """An append-only transcript prompt as token ids.
+
+    Args:
+        tokenize: ``tokenize(text, add_bos) -> list[int]``.
+        header: a one-paragraph description of the transcript (the game's name).
+        max_tokens: budget; when exceeded, the oldest turns are dropped (one re-evaluation).
+    """
+
+    def __init__(self, tokenize: Callable[[str, bool], list[int]], header: str, max_tokens: int) -> None:
+        self._tokenize = tokenize
+        self.max_tokens = max_tokens
+        self._head = tokenize(header.strip() + "\n\n", True)
+        self._turns: list[list[int]] = []  # each: tokens of one observation/action turn
+
+    def start(self, observation: str) -> None:
+        """Begin an episode with its first observation."""
+        self._turns = [self._tokenize(clean_for_prompt(observation) + "\n\n>", False)]
+
+    def append(self, action_tokens: list[int], observation: str) -> None:
+        """Add the chosen action's scored tokens and the observation that followed."""
+        obs = self._tokenize(clean_for_prompt(observation) + "\n\n>", False)
+        self._turns.append(list(action_tokens) + obs)
+        total = len(self._head) + sum(len(t) for t in self._turns)
+        if total > self.max_tokens:
+            # drop the oldest turns down to half the budget: one re-evaluation, then append-only again
+            while len(self._turns) > 1 and total > self.max_tokens // 2:
+                total -= len(self._turns.pop(0))
+
+    def tokens(self) -> list[int]:
+        """The current prompt's token ids (BOS first if the model uses one)."""
+        out = list(self._head)
+        for turn in self._turns:
+            out.extend(turn)
+        return out
+
+    def candidate_tokens(self, action: str) -> list[int]:
+        """Token ids of a candidate's continuation (see :func:`candidate_text`)."""
+        return self._tokenize(candidate_text(action), False)

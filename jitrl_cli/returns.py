@@ -1,0 +1,60 @@
+"""Rewards and discounted returns of an episode (paper §3, step 5 of the loop).
+
+The reference implementation of the paper replaces zero future rewards with the
+current step's score; we compute the textbook return instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def step_rewards(
+    scores: Sequence[float],
+    *,
+    initial_score: float = 0.0,
+    died: bool = False,
+    death_penalty: float = 10.0,
+) -> list[float]:
+    """Per-step rewards r_t from the game score after each step.
+
+    Args:
+        scores: length-T sequence, the score after step t (t = 0..T-1).
+        initial_score: the score before the first step.
+        died: whether the episode ended in a game over that was not a victory.
+        death_penalty: subtracted (as a positive number) from the last reward when ``died``.
+
+    Returns:
+        length-T list, r_t = score_t − score_{t−1} (− death_penalty on the last step if died).
+    """
+    rewards: list[float] = []
+    previous = float(initial_score)
+    for score in scores:
+        rewards.append(float(score) - previous)
+        previous = float(score)
+    if died and rewards:
+        rewards[-1] -= float(death_penalty)
+    return rewards
+
+
+def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """Discounted returns G_t = Σ_{u≥t} γ^{u−t} r_u (Sutton & Barto eq. 3.8).
+
+    Args:
+        rewards: length-T sequence of rewards r_0..r_{T−1}.
+        gamma: discount γ in [0, 1].
+
+    Returns:
+        length-T list of returns, computed backwards: G_t = r_t + γ·G_{t+1}, G_T = 0.
+
+    Raises:
+        ValueError: if gamma is outside [0, 1].
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    returns = [0.0] * len(rewards)
+    future = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        future = float(rewards[t]) + gamma * future
+        returns[t] = future
+    return returns

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from jitrl_cli.advantage import Neighbour, estimate_advantages
+
+
+def nb(action, ret):
+    return Neighbour(action, ret)
+
+
+def test_q_v_and_a_from_hand_made_neighbours():
+    neighbours = [nb("north", 4.0), nb("north", 2.0), nb("open mailbox", 0.0), nb("west", -3.0)]
+    est = estimate_advantages(["north", "Open  Mailbox", "west"], neighbours, exploration="none")
+    assert est.value == pytest.approx(0.75)
+    assert est.q == pytest.approx([3.0, 0.0, -3.0])
+    assert est.raw == pytest.approx([2.25, -0.75, -3.75])
+    assert est.normalized == pytest.approx([2.25 / 3.75, -0.75 / 3.75, -1.0])
+    assert list(est.counts) == [2, 1, 1]
+    assert np.max(np.abs(est.normalized)) == pytest.approx(1.0)
+
+
+def test_no_neighbours_means_zero_advantage():
+    est = estimate_advantages(["a", "b"], [], rng=np.random.default_rng(0))
+    assert est.value == 0.0 and np.all(est.normalized == 0) and est.n_neighbours == 0
+
+
+def test_paper_bonus_always_applied_when_lambda_is_one():
+    neighbours = [nb("a", 2.0), nb("b", 0.0)]
+    est = estimate_advantages(["a", "b", "c"], neighbours, exploration="paper", alpha=1.0, bonus_prob=1.0,
+                              rng=np.random.default_rng(0))
+    # V = 1; Q(c) = V + α/|N| = 1.5; A = [1, -1, 0.5]
+    assert est.raw == pytest.approx([1.0, -1.0, 0.5])
+    assert list(est.bonus) == [False, False, True]
+
+
+def test_paper_bonus_never_applied_when_lambda_is_zero():
+    est = estimate_advantages(["a", "c"], [nb("a", 2.0), nb("b", 0.0)], exploration="paper", bonus_prob=0.0,
+                              rng=np.random.default_rng(0))
+    assert est.raw[1] == 0.0 and not est.bonus[1]
+
+
+def test_paper_bonus_frequency_is_lambda():
+    rng = np.random.default_rng(1)
+    hits = sum(
+        estimate_advantages(["a", "c"], [nb("a", 1.0)], exploration="paper", bonus_prob=0.3, rng=rng).bonus[1]
+        for _ in range(4000)
+    )
+    assert abs(hits / 4000 - 0.3) < 0.03
+
+
+def test_ucb_is_deterministic_and_favours_unseen():
+    neighbours = [nb("a", 1.0)] * 3 + [nb("b", 1.0)]
+    e1 = estimate_advantages(["a", "b", "c"], neighbours, exploration="ucb", alpha=1.0)
+    e2 = estimate_advantages(["a", "b", "c"], neighbours, exploration="ucb", alpha=1.0)
+    assert np.array_equal(e1.raw, e2.raw)
+    # all Q equal V, so the advantage is the count bonus: α·sqrt(ln(5)/(n+1))
+    assert e1.raw == pytest.approx(np.sqrt(np.log(5) / np.array([4, 2, 1])))
+    assert e1.normalized[2] == pytest.approx(1.0)
+
+
+def test_paper_mode_needs_rng():
+    with pytest.raises(ValueError):
+        estimate_advantages(["a", "c"], [nb("a", 1.0)], exploration="paper", bonus_prob=0.5)

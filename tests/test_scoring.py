@@ -1,0 +1,117 @@
+"""The batched, prefix-reusing scorer against one-candidate-at-a-time scoring, on the real model."""
+
+import numpy as np
+import pytest
+
+from jitrl_cli.llm import LlamaModel
+from jitrl_cli.prompt import TranscriptPrompt
+from jitrl_cli.scoring import CandidateScorer, ScoreResult
+
+pytestmark = pytest.mark.slow
+
+OBS = (
+    "West of House\nYou are standing in an open field west of a white house, with a boarded front door.\n"
+    "There is a small mailbox here."
+)
+ACTIONS = ["open mailbox", "north", "south", "west", "open the small mailbox", "open door", "go north", "n"]
+
+
+# llama.cpp's CPU kernels take different code paths for different batch shapes (a 5-token
+# batch and a 40-token batch round differently), so "equal" means equal up to that rounding:
+# measured here at most 0.14 nats on a candidate's summed log-probability, most exactly 0.
+TOL_TOKEN = 0.15
+TOL_CANDIDATE = 0.2
+
+
+def assert_same_logprobs(a: ScoreResult, b: ScoreResult) -> None:
+    assert a.logprobs.shape == b.logprobs.shape
+    assert np.max(np.abs(a.logprobs - b.logprobs)) <= TOL_CANDIDATE, (a.logprobs, b.logprobs)
+    for x, y in zip(a.token_logprobs, b.token_logprobs):
+        assert len(x) == len(y) and np.max(np.abs(np.subtract(x, y))) <= TOL_TOKEN
+    # the prior distributions over the candidates agree (total variation)
+    pa = np.exp(a.logprobs - np.logaddexp.reduce(a.logprobs))
+    pb = np.exp(b.logprobs - np.logaddexp.reduce(b.logprobs))
+    assert 0.5 * np.abs(pa - pb).sum() < 0.03
+
+
+@pytest.fixture(scope="module")
+def scorer(llm):
+    s = CandidateScorer(llm)
+    yield s
+    s.close()
+
+
+def _prompt(llm):
+    p = TranscriptPrompt(llm.tokenize, "A transcript of Zork I.", max_tokens=1500)
+    p.start(OBS)
+    return p
+
+
+def test_batched_equals_fresh_context_one_at_a_time(llm, scorer, model_path):
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    scorer.reset()
+    batched = scorer.score(prompt.tokens(), cands)
+    # reference: a brand-new model/context per candidate, prompt + candidate evaluated from scratch
+    fresh = LlamaModel(model_path, n_ctx=1024)
+    try:
+        ref = CandidateScorer(fresh).score_sequential(prompt.tokens(), cands)
+    finally:
+        fresh.close()
+    assert batched.logprobs.shape == (len(ACTIONS),)
+    assert np.all(batched.logprobs < 0)
+    assert_same_logprobs(batched, ref)
+
+
+def test_shared_prefixes_are_evaluated_once_and_leaves_never(llm, scorer):
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    scorer.reset()
+    r = scorer.score(prompt.tokens(), cands)
+    # internal trie nodes = distinct proper prefixes of the candidates
+    prefixes = {tuple(c[:j]) for c in cands for j in range(1, len(c))}
+    assert r.candidate_tokens_evaluated == len(prefixes)
+    assert r.candidate_tokens_evaluated < r.candidate_tokens - len(cands) + 1
+    assert r.prompt_tokens_evaluated == len(prompt.tokens())
+    assert r.logit_rows == 1 + len(prefixes)
+
+
+def test_next_step_evaluates_only_the_new_tokens(llm, scorer):
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    scorer.reset()
+    first = scorer.score(prompt.tokens(), cands)
+    before = len(prompt.tokens())
+    prompt.append(cands[0], "Opening the small mailbox reveals a leaflet.")
+    new_tokens = len(prompt.tokens()) - before
+    second = scorer.score(prompt.tokens(), [prompt.candidate_tokens(a) for a in ["read leaflet", "take leaflet"]])
+    assert second.prompt_tokens_evaluated == new_tokens
+    assert first.prompt_tokens_evaluated == before
+    # rescoring the same prompt re-evaluates just its last token (whose logits are needed)
+    again = scorer.score(prompt.tokens(), [prompt.candidate_tokens("take leaflet")])
+    assert again.prompt_tokens_evaluated == 1
+    # cached results agree with a cold computation up to llama.cpp's batch-shape rounding
+    scorer.reset()
+    cold = scorer.score(prompt.tokens(), [prompt.candidate_tokens("take leaflet")])
+    assert again.logprobs[0] == pytest.approx(cold.logprobs[0], abs=0.25)
+
+
+def test_many_candidates_exceeding_sequence_ids(llm, scorer):
+    prompt = _prompt(llm)
+    actions = [f"take object number {i}" for i in range(llm.n_seq_max + 10)]
+    cands = [prompt.candidate_tokens(a) for a in actions]
+    scorer.reset()
+    r = scorer.score(prompt.tokens(), cands)
+    assert r.logprobs.shape == (len(actions),) and np.all(np.isfinite(r.logprobs))
+    ref = scorer.score_sequential(prompt.tokens(), cands[:3] + cands[-3:])
+    sub = ScoreResult(np.r_[r.logprobs[:3], r.logprobs[-3:]], r.token_logprobs[:3] + r.token_logprobs[-3:])
+    assert_same_logprobs(sub, ref)
+
+
+def test_prompt_is_append_only(llm):
+    prompt = _prompt(llm)
+    t0 = prompt.tokens()
+    prompt.append(prompt.candidate_tokens("north"), "North of House\nYou are facing the north side of a white house.")
+    t1 = prompt.tokens()
+    assert t1[: len(t0)] == t0 and len(t1) > len(t0)
+    assert llm.detokenize(t1).endswith("white house.\n\n>")

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from jitrl_cli.update import choose_action, posterior_logits, softmax
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sampled_distribution_is_prior_times_exp_beta_a(seed):
+    rng = np.random.default_rng(seed)
+    n = 6
+    prior = rng.dirichlet(np.ones(n))
+    adv = rng.uniform(-1, 1, n)
+    beta = 1.7
+    z_post = posterior_logits(np.log(prior), adv, beta)
+    closed_form = prior * np.exp(beta * adv)
+    closed_form /= closed_form.sum()
+    assert np.allclose(softmax(z_post), closed_form, atol=1e-12)
+    draws = 60_000
+    counts = np.bincount([choose_action(z_post, rng) for _ in range(draws)], minlength=n)
+    freq = counts / draws
+    # 5 standard errors of a binomial proportion
+    assert np.all(np.abs(freq - closed_form) <= 5 * np.sqrt(closed_form * (1 - closed_form) / draws) + 1e-3)
+
+
+def test_beta_zero_leaves_prior_unchanged():
+    rng = np.random.default_rng(3)
+    prior = rng.dirichlet(np.ones(5))
+    adv = rng.uniform(-1, 1, 5)
+    assert np.allclose(softmax(posterior_logits(np.log(prior), adv, 0.0)), prior)
+
+
+def test_temperature_scales_prior_logits():
+    z = np.array([0.0, 1.0, 2.0])
+    assert np.allclose(posterior_logits(z, np.zeros(3), 1.0, temperature=2.0), z / 2)
+
+
+def test_greedy_takes_argmax_and_update_can_flip_it():
+    z = np.log(np.array([0.7, 0.2, 0.1]))
+    adv = np.array([-1.0, 1.0, 0.0])
+    rng = np.random.default_rng(0)
+    assert choose_action(posterior_logits(z, adv, 0.0), rng, greedy=True) == 0
+    assert choose_action(posterior_logits(z, adv, 3.0), rng, greedy=True) == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        posterior_logits(np.zeros(2), np.zeros(3), 1.0)
+    with pytest.raises(ValueError):
+        posterior_logits(np.zeros(2), np.zeros(2), -1.0)
+    with pytest.raises(ValueError):
+        choose_action(np.zeros(0), np.random.default_rng(0))
