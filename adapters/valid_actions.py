@@ -64,6 +64,7 @@ class ValidActionFinder:
         self._proc: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
         self.timeouts = 0
+        self.calls = 0
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
@@ -82,6 +83,7 @@ class ValidActionFinder:
 
     def __call__(self, state: Any) -> list[str] | None:
         """Valid actions at ``state`` (from ``FrotzEnv.get_state()``), or None on timeout/failure."""
+        self.calls += 1
         if self._proc is None or not self._proc.is_alive():
             self._start()
         assert self._conn is not None

@@ -1,0 +1,85 @@
+"""`jitrl play` end to end through the real CLI, and its one-line errors."""
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.slow
+def test_play_two_episodes_json_and_memory(tmp_path):
+    mem = tmp_path / "mem"
+    logs = tmp_path / "logs"
+    proc = run_cli("play", "zork1", "--episodes", "2", "--max-steps", "15", "--json", "--memory", str(mem),
+                   "--log-dir", str(logs))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2
+    episodes = [json.loads(line) for line in lines]
+    assert [e["episode"] for e in episodes] == [1, 2]
+    for e in episodes:
+        assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
+        assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0
+        assert set(e["timings_mean"]) >= {"scoring", "retrieval", "env_step", "valid_actions"}
+    assert episodes[0]["retrieval_steps"] == 0  # empty memory
+    assert episodes[1]["retrieval_steps"] > 0  # the second episode found the first one's steps
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM steps WHERE game='zork1'").fetchone()[0] == 30
+        assert db.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 2
+    step_files = sorted(logs.glob("zork1-*.jsonl"))
+    assert len(step_files) == 2
+    rows = [json.loads(x) for x in step_files[1].read_text().splitlines()]
+    assert len(rows) == 15
+    row = rows[0]
+    assert {"step", "observation", "candidates", "action", "reward", "new_score", "ret", "timings"} <= set(row)
+    assert {"prior", "advantage", "posterior"} <= set(row["candidates"][0])
+    assert abs(sum(c["posterior"] for c in row["candidates"]) - 1) < 1e-6
+
+
+@pytest.mark.slow
+def test_no_learn_leaves_memory_untouched(tmp_path):
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork1", "--max-steps", "5", "--json", "--no-learn", "--memory", str(mem))
+    assert proc.returncode == 0, proc.stderr
+    e = json.loads(proc.stdout)
+    assert e["params"]["beta"] == 0 and e["episode_id"] is None and e["memory_steps"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["play", "nosuchgame"], "unknown game 'nosuchgame'"),
+        (["play", "zork1", "--model", "/nonexistent/model.gguf"], "model file not found"),
+        (["play", "zork1", "--episodes", "0"], "--episodes must be at least 1"),
+        (["play", "zork1", "--gamma", "2"], "--gamma must be in [0, 1]"),
+        (["play", "zork1", "--exploration", "wild"], "--exploration must be"),
+        (["play", "zork1", "--episodes", "many"], "Invalid value for '--episodes'"),
+        (["play", "/tmp/definitely/missing.z5"], "story file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message, tmp_path):
+    proc = run_cli(*args, "--memory", str(tmp_path / "m"))
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "m").exists()  # nothing was created
+
+
+def test_model_that_is_not_gguf(tmp_path):
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model at all")
+    proc = run_cli("play", "zork1", "--model", str(fake), "--memory", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "is not a GGUF model file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_option_with_defaults():
+    proc = run_cli("play", "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    for option in ["--episodes", "--max-steps", "--model", "--memory", "--beta", "--gamma", "--k", "--temperature",
+                   "--seed", "--greedy", "--no-learn", "--json", "--log-dir", "--rom-dir"]:
+        assert option in proc.stdout, option
+    assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout

@@ -1,0 +1,107 @@
+"""The Jericho adapter on the real engine and the real zork1/detective story files."""
+
+import pytest
+
+from adapters.base import AdapterError
+from adapters.jericho_env import FALLBACK_ACTIONS, JerichoEnv, check_story_file
+
+
+@pytest.fixture(scope="module")
+def env(zork1):
+    e = JerichoEnv(zork1)
+    yield e
+    e.close()
+
+
+def test_reset_text_and_start_candidates(env):
+    obs, info = env.reset()
+    assert "West of House" in obs and "small mailbox" in obs
+    assert info["score"] == 0 and info["max_score"] == 350
+    assert info["location"] and info["inventory"] == []
+    assert "open mailbox" in info["candidates"]
+    assert len(info["state_hash"]) == 32
+
+
+def test_walkthrough_first_moves_score(env):
+    env.reset()
+    walkthrough = env.walkthrough()
+    assert [a.lower() for a in walkthrough[:9]] == ["n", "n", "u", "get egg", "d", "s", "e", "open window", "w"]
+    expected_rewards = [0, 0, 0, 5, 0, 0, 0, 0, 10]  # the egg, then entering the kitchen
+    score = 0
+    for action, expected in zip(walkthrough[:9], expected_rewards):
+        obs, reward, terminated, truncated, info = env.step(action)
+        score += expected
+        assert reward == expected and info["score"] == score
+        assert not terminated and not truncated
+    assert "Kitchen" in obs
+    assert "jewel-encrusted egg" in info["inventory"][0]
+
+
+def test_candidates_are_cached_by_world_state(env):
+    env.reset()  # computes (or reuses) the start state's candidates
+    calls = env._finder.calls
+    first, _ = env.candidate_actions()
+    again, timed_out = env.candidate_actions()
+    assert env._finder.calls == calls  # served from the cache, no new computation
+    assert first == again and not timed_out
+    env.step("open mailbox")
+    assert env._finder.calls == calls + 1  # a new world state is computed once
+
+
+def test_truncation_at_max_steps(zork1):
+    e = JerichoEnv(zork1, max_steps=2)
+    try:
+        e.reset()
+        assert e.step("north")[3] is False
+        assert e.step("north")[3] is True
+    finally:
+        e.close()
+
+
+def test_valid_action_timeout_falls_back(zork1):
+    e = JerichoEnv(zork1, valid_actions_timeout=0.0001)
+    try:
+        _, info = e.reset()
+        assert info["valid_actions_timeout"] is True
+        assert info["candidates"] == FALLBACK_ACTIONS
+    finally:
+        e.close()
+
+
+def test_death_ends_the_episode(zork1):
+    e = JerichoEnv(zork1)
+    try:
+        e.reset()
+        # walk into the dark cellar without light until the grue eats the player
+        for action in ["n", "e", "open window", "w", "w", "move rug", "open trap door", "d"]:
+            e.step(action)
+        done = False
+        for _ in range(10):
+            _, _, done, _, info = e.step("s")
+            if done:
+                break
+        assert done and info["game_over"] and info["candidates"] == []
+    finally:
+        e.close()
+
+
+def test_detective_loads(games_dir):
+    e = JerichoEnv(games_dir / "detective.z5")
+    try:
+        obs, info = e.reset()
+        assert info["max_score"] == 360 and info["candidates"]
+    finally:
+        e.close()
+
+
+def test_bad_story_files(tmp_path):
+    with pytest.raises(AdapterError, match="not found"):
+        check_story_file(tmp_path / "missing.z5")
+    junk = tmp_path / "junk.z5"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(AdapterError, match="not a Z-machine"):
+        check_story_file(junk)
+    odd = tmp_path / "odd.z5"
+    odd.write_bytes(b"\x05" + b"\x00" * 2000)
+    with pytest.raises(AdapterError, match="not a game Jericho supports"):
+        check_story_file(odd)

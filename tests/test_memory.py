@@ -1,0 +1,131 @@
+"""The real SQLite + hnswlib store: persistence, growth, idempotence, embedder checks."""
+
+import numpy as np
+import pytest
+
+from memories.embedding import HashedNgramEmbedder
+from memories.store import EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
+
+
+def _episode(store, rng, game, n_steps, tag):
+    emb = store.embedder
+    steps = []
+    for t in range(n_steps):
+        key = f"location: room {rng.integers(0, 40)} | inventory: item {rng.integers(0, 5)} | score: {t} | obs {tag} {t}"
+        steps.append(StepRecord(step=t, state_key=key, embedding=emb.embed(key), action=f"act {rng.integers(0, 6)}",
+                                reward=float(t % 3), ret=float(rng.normal())))
+    return store.write_episode(EpisodeRecord(uuid=f"{game}-{tag}", game=game, score=float(n_steps), steps=n_steps), steps)
+
+
+def test_reopen_gives_same_neighbours(tmp_path):
+    emb = HashedNgramEmbedder()
+    rng = np.random.default_rng(0)
+    store = MemoryStore(tmp_path, emb)
+    for e in range(5):
+        _episode(store, rng, "zork1", 30, e)
+    queries = [emb.embed(f"location: room {i} | inventory: item 1 | score: 3 | obs") for i in range(10)]
+    before = [store.query("zork1", q, k=10) for q in queries]
+    store.close()
+    reopened = MemoryStore(tmp_path, HashedNgramEmbedder())
+    after = [reopened.query("zork1", q, k=10) for q in queries]
+    assert before == after
+    assert all(len(b) == 10 for b in before)
+    assert reopened.count_steps("zork1") == 150 and reopened.count_episodes() == 5
+    assert (tmp_path / "index" / "zork1.hnsw").is_file()
+    reopened.close()
+
+
+def test_index_grows_past_initial_capacity(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    rng = np.random.default_rng(1)
+    for e in range(11):  # 11 × 100 steps > the initial capacity of 1024
+        _episode(store, rng, "g", 100, e)
+    index = store.index_for("g")
+    assert index.get_current_count() == 1100
+    assert index.get_max_elements() >= 1100
+    # every stored step is its own nearest neighbour (checked on a sample), after a reopen too
+    store.close()
+    store = MemoryStore(tmp_path, emb)
+    rows = store._db.execute("SELECT id, embedding FROM steps ORDER BY id DESC LIMIT 30").fetchall()
+    for row_id, blob in rows:
+        hits = store.query("g", np.frombuffer(blob, dtype=np.float32), k=1)
+        assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+    store.close()
+
+
+def test_games_are_namespaced_and_threshold_filters(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    rng = np.random.default_rng(2)
+    _episode(store, rng, "zork1", 10, "a")
+    _episode(store, rng, "detective", 10, "b")
+    q = emb.embed("location: room 1 | inventory: item 1 | score: 1 | obs a 1")
+    assert all(store._rows_by_id([h.id])[h.id][3] for h in store.query("zork1", q))
+    zork_ids = {r[0] for r in store._db.execute("SELECT id FROM steps WHERE game='zork1'")}
+    assert {h.id for h in store.query("zork1", q, k=50)} <= zork_ids
+    assert store.query("zork1", q, k=50, min_similarity=1.01) == []
+    assert store.query("nothing-here", q) == []
+    store.close()
+
+
+def test_writing_is_idempotent_per_episode_uuid(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    rng = np.random.default_rng(3)
+    first = _episode(store, rng, "g", 5, "same")
+    second = _episode(store, rng, "g", 5, "same")
+    assert first == second and store.count_steps() == 5
+    store.close()
+
+
+def test_other_embedder_dimension_is_refused(tmp_path):
+    MemoryStore(tmp_path, HashedNgramEmbedder(256)).close()
+    with pytest.raises(MemoryStoreError, match="embedder"):
+        MemoryStore(tmp_path, HashedNgramEmbedder(128))
+
+
+def test_wrong_embedding_shape_writes_nothing(tmp_path):
+    store = MemoryStore(tmp_path, HashedNgramEmbedder())
+    bad = [StepRecord(step=0, state_key="x", embedding=np.zeros(3, np.float32), action="a", reward=0, ret=0)]
+    with pytest.raises(MemoryStoreError):
+        store.write_episode(EpisodeRecord(uuid="u", game="g", score=0, steps=1), bad)
+    assert store.count_episodes() == 0
+    store.close()
+
+
+def test_index_behind_rows_is_caught_up(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    rng = np.random.default_rng(4)
+    _episode(store, rng, "g", 20, 0)
+    saved = (tmp_path / "index" / "g.hnsw").read_bytes()
+    _episode(store, rng, "g", 20, 1)
+    store.close()
+    (tmp_path / "index" / "g.hnsw").write_bytes(saved)  # as if the process died before saving the index
+    store = MemoryStore(tmp_path, emb)
+    assert store.index_for("g").get_current_count() == 40
+    store.close()
+
+
+def test_garbage_index_file_names_file_and_rebuild(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    _episode(store, np.random.default_rng(5), "g", 5, 0)
+    store.close()
+    (tmp_path / "index" / "g.hnsw").write_bytes(b"garbage" * 10)
+    store = MemoryStore(tmp_path, emb)
+    with pytest.raises(MemoryStoreError, match=r"g\.hnsw.*rebuild"):
+        store.index_for("g")
+    store.close()
+
+
+def test_embedder_is_deterministic_and_normalised():
+    emb = HashedNgramEmbedder()
+    a = emb.embed("location: west of house | inventory: nothing | score: 0 | you are standing in an open field")
+    b = HashedNgramEmbedder().embed("location: west of house | inventory: nothing | score: 0 | you are standing in an open field")
+    c = emb.embed("location: kitchen | inventory: lamp | score: 10 | you are in the kitchen of the white house")
+    assert a.shape == (256,) and a.dtype == np.float32
+    assert np.array_equal(a, b) and np.linalg.norm(a) == pytest.approx(1.0, abs=1e-6)
+    assert float(a @ c) < 0.5
+    assert not np.any(emb.embed(""))
