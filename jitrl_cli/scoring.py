@@ -264,8 +264,9 @@ class CandidateScorer:
                 self._decode([(tok, start + i, (0,), start + i >= first_read) for i, tok in enumerate(chunk)])
                 for i in range(len(chunk)):
                     pos = start + i
+                    if pos == first_read:
+                        lps.append([])
                     if pos >= first_read:
-                        lps.append([]) if pos == first_read else None
                         lps[-1].append(float(self._row(i)[cand[pos - first_read]]))
             evaluated += len(seq)
         self.reset()

@@ -169,7 +169,6 @@ class MemoryStore:
         self.db_path = self.root / "memory.sqlite"
         self._lock = FileLock(str(self.root / "memory.lock"), timeout=120)
         self._indexes: dict[str, hnswlib.Index] = {}
-        self._indexed_max: dict[str, int] = {}
         self._db = self._connect()
 
     # -- opening -------------------------------------------------------------------------
@@ -261,8 +260,6 @@ class MemoryStore:
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             self._add(index, ids, vectors)
-            indexed_max = int(ids[-1])
-        self._indexed_max[game] = indexed_max
         return len(rows)
 
     @staticmethod
