@@ -16,6 +16,7 @@ import numpy as np
 from adapters.base import Environment
 from jitrl_cli.advantage import Exploration, Neighbour, estimate_advantages
 from jitrl_cli.prompt import TranscriptPrompt
+from jitrl_cli.retrieval import retrieve
 from jitrl_cli.returns import discounted_returns, step_rewards
 from jitrl_cli.scoring import CandidateScorer
 from jitrl_cli.state_key import build_state_key
@@ -225,8 +226,7 @@ class Agent:
             # retrieval
             neighbours: list[Neighbour] = []
             if use_memory:
-                hits = self.store.query(namespace, vector, k=cfg.k, min_similarity=cfg.min_similarity)
-                neighbours = [Neighbour(h.action, h.ret, h.similarity, h.id) for h in hits]
+                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
             est = estimate_advantages(

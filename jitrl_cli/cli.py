@@ -12,6 +12,7 @@ from rich.console import Console
 
 from adapters.base import AdapterError
 from jitrl_cli.errors import UserError
+from jitrl_cli.memory_cmd import memory_app
 from memories.store import MemoryStoreError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 games_app = typer.Typer(help="Find and download games.", no_args_is_help=True)
 app.add_typer(games_app, name="games")
+app.add_typer(memory_app, name="memory")
 
 err_console = Console(stderr=True)
 

@@ -1,0 +1,152 @@
+"""`jitrl memory inspect`: what the agent would retrieve and estimate at a given state.
+
+The state is either free text (an observation, or a full state key) or a stored
+step; the neighbours and the Q̂/V̂/A table come from the same retrieval
+(:func:`jitrl_cli.retrieval.retrieve`) and estimator
+(:func:`jitrl_cli.advantage.estimate_advantages`) the agent uses at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from jitrl_cli.advantage import Exploration, Neighbour, estimate_advantages, normalize_action
+from jitrl_cli.errors import UserError
+from jitrl_cli.retrieval import retrieve
+from jitrl_cli.state_key import build_state_key
+from memories.store import MemoryStore
+
+_MAX_LOCATION_CHARS = 40
+
+
+@dataclass
+class InspectedState:
+    """The state being inspected: its game, state key and embedding (float32, shape (dim,))."""
+
+    game: str
+    state_key: str
+    vector: np.ndarray
+    source: str
+
+
+def state_from_text(store: MemoryStore, game: str, text: str) -> InspectedState:
+    """A state given as text: a full state key (``location: … | …``) is used as is; anything
+    else is taken as an observation whose first line, when short, names the location
+    (as Jericho's room titles do)."""
+    text = text.strip()
+    if not text:
+        raise UserError("--state is empty")
+    if text.lower().startswith("location:"):
+        key = text
+    else:
+        first = text.splitlines()[0].strip()
+        location = first if len(first) <= _MAX_LOCATION_CHARS else None
+        key = build_state_key(location, [], None, text)
+    return InspectedState(game, key, store.embedder.embed(key), "text")
+
+
+def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
+    """A stored step ``EPISODE:STEP`` (episode id or uuid prefix, 0-based step).
+
+    Raises:
+        UserError: for a malformed reference or an episode/step that does not exist.
+    """
+    episode, sep, step = ref.partition(":")
+    if not sep or not episode or not step.strip().isdigit():
+        raise UserError(f"--step must be EPISODE:STEP (e.g. 12:3), got {ref!r}")
+    if episode.isdigit():
+        rows = store.read("SELECT id FROM episodes WHERE id = ?", (int(episode),))
+    else:
+        rows = store.read("SELECT id FROM episodes WHERE uuid LIKE ?", (episode.replace("%", "") + "%",))
+    if not rows:
+        raise UserError(f"no episode {episode!r} in memory {store.root} (see `jitrl memory list`)")
+    if len(rows) > 1:
+        raise UserError(f"episode prefix {episode!r} is ambiguous ({len(rows)} episodes)")
+    found = store.read(
+        "SELECT game, state_key, embedding FROM steps WHERE episode_id = ? AND step = ?", (rows[0][0], int(step))
+    )
+    if not found:
+        raise UserError(f"episode {episode} has no step {step}")
+    game, key, blob = found[0]
+    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0][0]}:{step}")
+
+
+@dataclass
+class ActionRow:
+    """One action at the inspected state: n(a), Q̂, raw A = Q̂ − V̂, Ã, and the prior multiplier exp(β·Ã)."""
+
+    action: str
+    count: int
+    q: float | None
+    advantage: float
+    normalized: float
+    bonus: bool
+    weight: float
+
+
+@dataclass
+class Inspection:
+    """Neighbours and the per-action table at a state (``jitrl memory inspect --state/--step``)."""
+
+    game: str
+    state_key: str
+    source: str
+    neighbours: list[dict[str, Any]]
+    value: float
+    actions: list[ActionRow]
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        return asdict(self)
+
+
+def inspect_state(
+    store: MemoryStore,
+    state: InspectedState,
+    *,
+    k: int,
+    min_similarity: float,
+    beta: float,
+    exploration: Exploration = Exploration.none,
+    alpha: float = 1.0,
+    extra_actions: list[str] | None = None,
+) -> Inspection:
+    """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
+
+    The candidates are the neighbours' actions plus ``extra_actions``. ``paper``
+    exploration is stochastic, so it is shown with λ = 1 (every unseen candidate
+    gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes.
+    """
+    neighbours: list[Neighbour] = retrieve(store, state.game, state.vector, k, min_similarity)
+    details = {}
+    if neighbours:
+        marks = ",".join("?" * len(neighbours))
+        details = {
+            r[0]: r[1:] for r in store.read(
+                f"SELECT s.id, s.reward, s.episode_id, s.step, s.state_key FROM steps s WHERE s.id IN ({marks})",
+                [n.step_id for n in neighbours],
+            )
+        }
+    rows = []
+    for n in neighbours:
+        reward, episode_id, step, key = details.get(n.step_id, (math.nan, None, None, ""))
+        rows.append({"id": n.step_id, "similarity": n.similarity, "action": n.action, "reward": reward,
+                     "return": n.ret, "episode": episode_id, "step": step, "state_key": key})
+    candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours] +
+                                    [normalize_action(a) for a in extra_actions or []]))
+    est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
+                              rng=np.random.default_rng(0))
+    actions = [
+        ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
+                  float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])))
+        for i, a in enumerate(candidates)
+    ]
+    actions.sort(key=lambda r: (-r.normalized, -r.count, r.action))
+    return Inspection(state.game, state.state_key, state.source, rows, est.value, actions,
+                      {"k": k, "min_similarity": min_similarity, "beta": beta,
+                       "exploration": Exploration(exploration).value, "alpha": alpha})

@@ -1,0 +1,24 @@
+"""Retrieval: the k nearest stored steps of a state, as the advantage estimator's neighbours (paper §4.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jitrl_cli.advantage import Neighbour
+from memories.store import MemoryStore
+
+
+def retrieve(store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float) -> list[Neighbour]:
+    """The neighbours N(s) of a state: at most ``k`` stored steps with cosine similarity ≥ ``min_similarity``.
+
+    Args:
+        store: the memory.
+        namespace: game (or web suite/site) whose steps are searched.
+        vector: the state key's embedding, float32 of shape (dim,).
+        k: maximum neighbours.
+        min_similarity: threshold in [−1, 1].
+
+    Returns:
+        neighbours by decreasing similarity, each with its action and discounted return G.
+    """
+    return [Neighbour(h.action, h.ret, h.similarity, h.id) for h in store.query(namespace, vector, k=k, min_similarity=min_similarity)]

@@ -1,0 +1,224 @@
+"""`jitrl memory …` through the real CLI, on a memory made by real `jitrl play zork1` runs
+and on a hand-built memory whose Q̂/V̂/A values are known."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from memories.embedding import HashedNgramEmbedder
+from memories.store import EpisodeRecord, MemoryStore, StepRecord
+from tests.conftest import run_cli
+
+
+def _ok(*args):
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _fails(*args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def _digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "memory.lock"}
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory):
+    """A memory written by three real `jitrl play zork1` episodes (and one of detective)."""
+    mem = tmp_path_factory.mktemp("played") / "mem"
+    proc = _ok("play", "zork1", "--episodes", "3", "--max-steps", "8", "--json", "--memory", str(mem))
+    episodes = [json.loads(x) for x in proc.stdout.splitlines()]
+    _ok("play", "detective", "--episodes", "1", "--max-steps", "5", "--json", "--memory", str(mem))
+    return mem, episodes
+
+
+@pytest.fixture
+def known(tmp_path):
+    """A memory with one state and designed returns: V̂ = 2, Q̂(open door) = 5, Q̂(north) = 0.5, Q̂(wait) = 0."""
+    emb = HashedNgramEmbedder()
+    key = "location: hall | inventory: lamp | score: 0 | a dark hall with a door"
+    plan = [("open door", 5.0), ("north", 1.0), ("north", 0.0), ("wait", 0.0)]
+    with MemoryStore(tmp_path / "mem", emb) as store:
+        for i, (action, ret) in enumerate(plan):
+            store.write_episode(
+                EpisodeRecord(uuid=f"ep{i}", game="toy", score=ret, steps=1),
+                [StepRecord(step=0, state_key=key, embedding=emb.embed(key), action=action, reward=ret, ret=ret)],
+            )
+    return tmp_path / "mem", key
+
+
+@pytest.mark.slow
+def test_stats_and_list_describe_the_played_memory(played):
+    mem, episodes = played
+    stats = json.loads(_ok("memory", "stats", "--memory", str(mem), "--json").stdout)
+    assert stats["embedder"] == "hash-ngram-v1" and stats["dim"] == 256 and stats["schema_version"] == 1
+    zork = {g["game"]: g for g in stats["games"]}["zork1"]
+    assert zork["episodes"] == 3 and zork["steps"] == sum(e["steps"] for e in episodes) == 24
+    assert zork["index"]["count"] == 24 and zork["index"]["M"] == 16
+    assert 1 <= zork["distinct_actions"] <= 24 and 1 <= zork["distinct_states"] <= 24
+    assert zork["max_score"] == 350 and set(zork["returns"]) >= {"min", "p50", "max", "mean"}
+    table = _ok("memory", "stats", "--memory", str(mem)).stdout
+    assert "zork1" in table and "detective" in table and "hash-ngram-v1" in table
+
+    rows = [json.loads(x) for x in _ok("memory", "list", "--memory", str(mem), "--game", "zork1", "--json").stdout.splitlines()]
+    assert [r["uuid"] for r in rows] == [e["uuid"] for e in episodes]
+    assert all(r["params"]["beta"] == 3.0 and r["model"].endswith(".gguf") and r["steps"] == 8 for r in rows)
+    assert "zork1" in _ok("memory", "list", "--memory", str(mem)).stdout
+
+
+@pytest.mark.slow
+def test_inspect_a_stored_step_finds_itself(played):
+    mem, episodes = played
+    out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--step", f"{episodes[0]['episode_id']}:0", "--json").stdout)
+    assert out["game"] == "zork1" and out["neighbours"]
+    top = out["neighbours"][0]
+    assert top["similarity"] == pytest.approx(1.0, abs=1e-5)
+    # V̂ is the mean return of the neighbours, and every neighbour's action is a candidate
+    assert out["value"] == pytest.approx(np.mean([n["return"] for n in out["neighbours"]]))
+    assert {n["action"].lower() for n in out["neighbours"]} == {a["action"] for a in out["actions"]}
+    overview = _ok("memory", "inspect", "--memory", str(mem)).stdout
+    assert "highest mean return" in overview
+
+
+def test_inspect_computes_the_agents_q_v_and_advantage(known):
+    mem, key = known
+    out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--action", "Jump", "--json").stdout)
+    assert len(out["neighbours"]) == 4 and out["value"] == pytest.approx(1.5)
+    rows = {a["action"]: a for a in out["actions"]}
+    assert rows["open door"]["q"] == pytest.approx(5.0) and rows["open door"]["advantage"] == pytest.approx(3.5)
+    assert rows["north"]["q"] == pytest.approx(0.5) and rows["north"]["count"] == 2
+    assert rows["wait"]["advantage"] == pytest.approx(-1.5)
+    assert rows["jump"]["count"] == 0 and rows["jump"]["q"] is None and rows["jump"]["advantage"] == 0
+    # Ã = A / max|A|, and the prior is multiplied by exp(β·Ã)
+    assert rows["open door"]["normalized"] == pytest.approx(1.0)
+    assert rows["wait"]["normalized"] == pytest.approx(-1.5 / 3.5)
+    assert rows["open door"]["weight"] == pytest.approx(np.exp(3.0))
+    assert [a["action"] for a in out["actions"]][0] == "open door"
+    # the similarity threshold applies as in `play`
+    none = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", "location: cave | nothing alike",
+                          "--min-similarity", "0.9", "--json").stdout)
+    assert none["neighbours"] == [] and none["actions"] == []
+    assert "Q̂" in _ok("memory", "inspect", "--memory", str(mem), "--state", key).stdout
+
+
+@pytest.mark.slow
+def test_export_import_round_trip_without_duplicates(played, tmp_path):
+    mem, _ = played
+    before = _digest(mem)
+    dump = tmp_path / "memory.jsonl.gz"
+    _ok("memory", "export", str(dump), "--memory", str(mem))
+    assert _digest(mem) == before  # exporting changes nothing
+    other = tmp_path / "copy"
+    first = _ok("memory", "import", str(dump), "--memory", str(other)).stdout
+    assert "imported 4 new episodes (29 steps)" in first
+    second = _ok("memory", "import", str(dump), "--memory", str(other)).stdout
+    assert "imported 0 new episodes" in second and "4 were already stored" in second
+    a = json.loads(_ok("memory", "stats", "--memory", str(mem), "--json").stdout)["games"]
+    b = json.loads(_ok("memory", "stats", "--memory", str(other), "--json").stdout)["games"]
+    strip = lambda games: [{k: v for k, v in g.items() if k not in ("index", "data_bytes")} for g in games]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert [g["index"]["count"] for g in b] == [g["steps"] for g in b]
+    # the imported memory answers a query exactly like the original
+    q = ["memory", "inspect", "--step", "1:2", "--json"]
+    orig = json.loads(_ok(*q, "--memory", str(mem)).stdout)
+    copy = json.loads(_ok(*q, "--memory", str(other)).stdout)
+    assert [(n["action"], round(n["similarity"], 5), n["return"]) for n in orig["neighbours"]] == \
+           [(n["action"], round(n["similarity"], 5), n["return"]) for n in copy["neighbours"]]
+    # a second file with one more episode adds only that one
+    plain = tmp_path / "memory.jsonl"
+    _ok("memory", "export", str(plain), "--memory", str(mem), "--game", "detective")
+    assert "imported 0 new episodes" in _ok("memory", "import", str(plain), "--memory", str(other)).stdout
+
+
+@pytest.mark.slow
+def test_read_only_commands_change_nothing(played, tmp_path):
+    mem, episodes = played
+    before = _digest(mem)
+    for args in (["stats"], ["list"], ["inspect"], ["inspect", "--step", "1:1"], ["check"],
+                 ["prune", "--keep-last", "1", "--dry-run"], ["prune", "--keep-last", "1"], ["clear"],
+                 ["stats", "--game", "nope"], ["inspect", "--step", "999:0"]):
+        run_cli("memory", *args, "--memory", str(mem))
+    assert _digest(mem) == before
+
+
+@pytest.mark.slow
+def test_prune_and_clear(played, tmp_path):
+    mem = tmp_path / "mem"
+    shutil.copytree(played[0], mem)
+    _fails("memory", "prune", "--memory", str(mem), "--keep-last", "1", message="refusing without --yes")
+    _fails("memory", "prune", "--memory", str(mem), message="exactly one of")
+    assert "would delete 2 episodes" in _ok("memory", "prune", "--memory", str(mem), "--game", "zork1", "--keep-last", "1", "--dry-run").stdout
+    _ok("memory", "prune", "--memory", str(mem), "--game", "zork1", "--keep-last", "1", "--yes")
+    rows = [json.loads(x) for x in _ok("memory", "list", "--memory", str(mem), "--json").stdout.splitlines()]
+    assert [r["game"] for r in rows] == ["zork1", "detective"] and rows[0]["uuid"] == played[1][-1]["uuid"]
+    check = json.loads(_ok("memory", "check", "--memory", str(mem), "--json").stdout)["indexes"]
+    assert check["zork1"] == {"rows": 8, "indexed": 8, "missing": 0, "stale": 0}
+    _ok("memory", "prune", "--memory", str(mem), "--episode", rows[1]["uuid"][:8], "--yes")
+    assert not (mem / "index" / "detective.hnsw").exists()
+    _ok("memory", "prune", "--memory", str(mem), "--before", "2999-01-01", "--yes")
+    _fails("memory", "list", "--memory", str(mem), message="no episodes yet")
+    # clear (of one game) after a fresh play
+    _ok("play", "zork1", "--max-steps", "3", "--json", "--memory", str(mem))
+    _ok("play", "detective", "--max-steps", "3", "--json", "--memory", str(mem))
+    _ok("memory", "clear", "--memory", str(mem), "--game", "zork1", "--yes")
+    stats = json.loads(_ok("memory", "stats", "--memory", str(mem), "--json").stdout)
+    assert [g["game"] for g in stats["games"]] == ["detective"] and not (mem / "index" / "zork1.hnsw").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["stats", "--game", "nope"], "no game 'nope'"),
+        (["inspect", "--step", "99:0"], "no episode '99'"),
+        (["inspect", "--step", "ep0:7"], "has no step 7"),
+        (["inspect", "--step", "banana"], "--step must be EPISODE:STEP"),
+        (["inspect", "--state", "x", "--exploration", "wild"], "--exploration must be"),
+        (["prune", "--episode", "nope", "--yes"], "no episode 'nope'"),
+        (["prune", "--before", "last tuesday", "--yes"], "--before must be an ISO date"),
+        (["list", "--limit", "-1"], "--limit must be >= 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(known, args, message):
+    mem, _ = known
+    before = _digest(mem)
+    _fails("memory", *args, "--memory", str(mem), message=message)
+    assert _digest(mem) == before
+
+
+def test_missing_memory_and_bad_import_files(known, tmp_path):
+    mem, _ = known
+    missing = tmp_path / "no-such-memory"
+    _fails("memory", "stats", "--memory", str(missing), message="no memory at")
+    assert not missing.exists()
+    before = _digest(mem)
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("this is not json\n")
+    _fails("memory", "import", str(garbage), "--memory", str(mem), message="not a jitrl memory export")
+    _fails("memory", "import", str(tmp_path / "absent.jsonl"), "--memory", str(mem), message="no such file")
+    # an export made with another embedder dimension is refused, and nothing is written
+    dump = tmp_path / "toy.jsonl"
+    _ok("memory", "export", str(dump), "--memory", str(mem))
+    lines = dump.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["dim"] = 128
+    wrong_dim = tmp_path / "dim128.jsonl"
+    wrong_dim.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    _fails("memory", "import", str(wrong_dim), "--memory", str(mem), message="(dim 128)")
+    # a broken episode line anywhere rejects the whole file
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines[:2] + ['{"episode": {"uuid": "x"}}']) + "\n")
+    _fails("memory", "import", str(broken), "--memory", str(tmp_path / "fresh"), message="line 3: malformed episode")
+    assert not (tmp_path / "fresh").exists()
+    _fails("memory", "export", str(dump), "--memory", str(mem), message="exists; pass --force")
+    assert _digest(mem) == before
