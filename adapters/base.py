@@ -18,7 +18,9 @@ class Environment(Protocol):
     ``info`` (from reset and step) carries at least: ``score`` (float), ``max_score``
     (float | None), ``location`` (str | None), ``inventory`` (list[str]),
     ``candidates`` (list[str], empty when the episode is over) and ``state_hash``
-    (str | None, an exact-match key of the world state).
+    (str | None, an exact-match key of the world state). An adapter may also give
+    ``state_key`` (str), the text the memory embeds for this state; without it the
+    agent builds one from location, inventory, score and observation.
     """
 
     name: str

@@ -221,7 +221,7 @@ class Agent:
                 timings["env_reset"] = reset_seconds
             # state -> key -> embedding
             t0 = time.perf_counter()
-            key = build_state_key(info.get("location"), info.get("inventory", []), info.get("score"), obs)
+            key = info.get("state_key") or build_state_key(info.get("location"), info.get("inventory", []), info.get("score"), obs)
             vector = self.embedder.embed(key)
             # retrieval
             neighbours: list[Neighbour] = []

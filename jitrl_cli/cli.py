@@ -12,7 +12,9 @@ from rich.console import Console
 
 from adapters.base import AdapterError
 from jitrl_cli.errors import UserError
+from jitrl_cli.eval_cmd import eval_, report
 from jitrl_cli.memory_cmd import memory_app
+from jitrl_cli.web_cmd import web
 from memories.store import MemoryStoreError
 
 app = typer.Typer(
@@ -24,6 +26,9 @@ app = typer.Typer(
 games_app = typer.Typer(help="Find and download games.", no_args_is_help=True)
 app.add_typer(games_app, name="games")
 app.add_typer(memory_app, name="memory")
+app.command("web")(web)
+app.command("eval")(eval_)
+app.command("report")(report)
 
 err_console = Console(stderr=True)
 
@@ -59,17 +64,67 @@ def play(
     valid_actions_timeout: float = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned."),
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    from adapters.jericho_env import JerichoEnv, check_story_file
-    from jitrl_cli.advantage import Exploration
-    from jitrl_cli.agent import Agent, AgentConfig
-    from jitrl_cli.llm import LlamaModel, resolve_model_path
-    from jitrl_cli.paths import default_memory_dir, find_game, user_games_dir
-    from jitrl_cli.scoring import CandidateScorer
+    from jitrl_cli.agent import Agent
+    from jitrl_cli.llm import resolve_model_path
+    from jitrl_cli.paths import default_memory_dir
+    from jitrl_cli.session import open_game_session, resolve_game
     from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
+    config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
+                          greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
+                          death_penalty=death_penalty, max_steps=max_steps, seed=seed)
     _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
+    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+    rom = resolve_game(game, rom_dir, offer_download=not json_out)
+    model_path = resolve_model_path(model)
+    embedder = get_embedder()
+    store = MemoryStore(memory or default_memory_dir(), embedder)
+    try:
+        session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
+    except BaseException:
+        store.close()
+        raise
+    env = session.env
+    agent = Agent(session.scorer, session.llm.tokenize, embedder, store, config, session.llm.name, session.llm.n_ctx)
+    console = Console()
+    live = console.is_terminal and not json_out
+    logger = StepLogger(log_dir) if log_dir else None
+    results = []
+    try:
+        if live:
+            with LiveView(console, session.title, episodes, max_steps) as view:
+                observer = Observers(view, logger)
+                for e in range(1, episodes + 1):
+                    results.append(agent.run_episode(env, env.name, e, session.header, observer))
+            console.print(summary_table(results))
+        else:
+            observer = Observers(logger)
+            for e in range(1, episodes + 1):
+                result = agent.run_episode(env, env.name, e, session.header, observer)
+                results.append(result)
+                if json_out:
+                    sys.stdout.write(json.dumps(result.to_json()) + "\n")
+                    sys.stdout.flush()
+                else:
+                    print(episode_line(result), flush=True)
+    finally:
+        session.close()
+        store.close()
+
+
+def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
+                 learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
+                 max_steps: int, seed: int):
+    """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
+
+    Raises:
+        UserError: one line naming the first invalid option.
+    """
+    from jitrl_cli.advantage import Exploration
+    from jitrl_cli.agent import AgentConfig
+
     _check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
     _check(beta >= 0, f"--beta must be >= 0, got {beta}")
     _check(0 <= gamma <= 1, f"--gamma must be in [0, 1], got {gamma}")
@@ -78,60 +133,9 @@ def play(
     _check(temperature > 0, f"--temperature must be > 0, got {temperature}")
     _check(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
     _check(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
-    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
-
-    rom = find_game(game, rom_dir)
-    if rom is None:
-        from jitrl_cli.paths import require_game
-
-        if sys.stdin.isatty() and not json_out and "/" not in game and not Path(game).suffix:
-            if typer.confirm(f"{game} not found. Download the Jericho game suite into {user_games_dir()}?"):
-                from jitrl_cli.games import download_suite
-
-                download_suite(user_games_dir())
-        rom = require_game(game, rom_dir)
-    check_story_file(rom)
-    model_path = resolve_model_path(model)
-
-    config = AgentConfig(
-        beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
-        learn=not no_learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
-        death_penalty=death_penalty, max_steps=max_steps, seed=seed,
-    )
-    embedder = get_embedder()
-    store = MemoryStore(memory or default_memory_dir(), embedder)
-    llm = LlamaModel(model_path, n_ctx=n_ctx)
-    scorer = CandidateScorer(llm)
-    env = JerichoEnv(rom, max_steps=max_steps, valid_actions_timeout=valid_actions_timeout)
-    agent = Agent(scorer, llm.tokenize, embedder, store, config, llm.name, llm.n_ctx)
-    title = env.bindings.get("name", rom.stem)
-    header = f"The following is a transcript of an expert player of the text adventure game {title}, who explores, solves puzzles and scores points."
-    console = Console()
-    live = console.is_terminal and not json_out
-    logger = StepLogger(log_dir) if log_dir else None
-    results = []
-    try:
-        if live:
-            with LiveView(console, title, episodes, max_steps) as view:
-                observer = Observers(view, logger)
-                for e in range(1, episodes + 1):
-                    results.append(agent.run_episode(env, env.name, e, header, observer))
-            console.print(summary_table(results))
-        else:
-            observer = Observers(logger)
-            for e in range(1, episodes + 1):
-                result = agent.run_episode(env, env.name, e, header, observer)
-                results.append(result)
-                if json_out:
-                    sys.stdout.write(json.dumps(result.to_json()) + "\n")
-                    sys.stdout.flush()
-                else:
-                    print(episode_line(result), flush=True)
-    finally:
-        env.close()
-        scorer.close()
-        llm.close()
-        store.close()
+    return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
+                       learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
+                       death_penalty=death_penalty, max_steps=max_steps, seed=seed)
 
 
 @games_app.command("download")

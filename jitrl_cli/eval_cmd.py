@@ -1,0 +1,132 @@
+"""`jitrl eval` and `jitrl report`: compare arms over many episodes and seeds, plot the learning curves."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from jitrl_cli.errors import UserError
+
+
+def _pm(d: dict[str, float]) -> str:
+    return f"{d['mean']:.1f} ± {d['std']:.1f}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The arm comparison of a summary (see :mod:`jitrl_cli.report`)."""
+    p = summary["params"]
+    table = Table(title=f"{p.get('game', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
+    for col in ("arm", "seeds", "episodes", "average", "final", "last 10", "best", "normalized", "AUC", "s/step"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for arm, s in summary["arms"].items():
+        table.add_row(arm, str(len(s["seeds"])), str(s["episodes"]), _pm(s["average"]), _pm(s["final"]), _pm(s["last10"]),
+                      f"{s['best']:g}", "–" if s["normalized"] is None else f"{s['normalized']:.3f}", f"{s['auc']:.2f}",
+                      "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}")
+    table.caption = "mean ± std over seeds; AUC = area under the mean score curve / (episodes − 1)"
+    return table
+
+
+def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(summary))
+    else:
+        console = Console()
+        console.print(summary_table(summary))
+        console.print(f"plot: {summary['plot']}")
+
+
+def eval_(
+    game: str = typer.Argument(..., help="Game name (e.g. zork1) or story file."),
+    episodes: int = typer.Option(50, "--episodes", "-n", help="Episodes per arm and seed."),
+    max_steps: int = typer.Option(60, "--max-steps", help="Steps per episode."),
+    arms: str = typer.Option("jitrl,static", "--arms", help="Comma list: jitrl (the update), static (β = 0, no memory)."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (seed, seed+1, …)."),
+    seed: int = typer.Option(0, "--seed", help="First seed."),
+    out: Path = typer.Option(..., "--out", help="Eval directory (created; re-running resumes it)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M)."),
+    rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first for games."),
+    beta: float = typer.Option(3.0, "--beta", help="β of the jitrl arm."),
+    gamma: float = typer.Option(0.5, "--gamma", help="γ: discount of the returns."),
+    k: int = typer.Option(10, "--k", help="Neighbours retrieved per step."),
+    min_similarity: float = typer.Option(0.5, "--min-similarity", help="Cosine similarity threshold for neighbours."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Temperature T of the prior logits (all arms)."),
+    exploration: str = typer.Option("paper", "--exploration", help="Bonus for unseen candidates: paper, ucb or none."),
+    alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
+    bonus_prob: float = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus."),
+    death_penalty: float = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost."),
+    greedy: bool = typer.Option(False, "--greedy", help="Argmax of the posterior instead of sampling."),
+    n_ctx: int = typer.Option(4096, "--n-ctx", help="Model context size in tokens."),
+    valid_actions_timeout: float = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned."),
+    force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
+) -> None:
+    """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png."""
+    from jitrl_cli.agent import Agent
+    from jitrl_cli.cli import agent_config
+    from jitrl_cli.evaluation import Run, check_run_file, parse_arms, run_eval
+    from jitrl_cli.llm import resolve_model_path
+    from jitrl_cli.report import write_report
+    from jitrl_cli.session import open_game_session, resolve_game
+    from memories.embedding import get_embedder
+
+    arm_names = parse_arms(arms)
+    if episodes < 1 or seeds < 1:
+        raise UserError(f"--episodes and --seeds must be at least 1, got {episodes} and {seeds}")
+    if n_ctx < 1024:
+        raise UserError(f"--n-ctx must be at least 1024, got {n_ctx}")
+    config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
+                          greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
+                          death_penalty=death_penalty, max_steps=max_steps, seed=seed)
+    rom = resolve_game(game, rom_dir, offer_download=False)
+    model_path = resolve_model_path(model)
+    params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
+              "seed": seed, "model": model_path.name, "beta": beta, "gamma": gamma, "k": k,
+              "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
+              "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy}
+    check_run_file(out, params, force)
+    runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
+    session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
+    embedder = get_embedder()
+
+    def make_agent(cfg, store):
+        return Agent(session.scorer, session.llm.tokenize, embedder, store, cfg, session.llm.name, session.llm.n_ctx)
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    task = progress.add_task(f"eval {rom.stem}", total=len(runs) * episodes)
+
+    def on_episode(run, result, done):
+        if result is None:
+            progress.advance(task, done)
+            return
+        progress.update(task, advance=1, description=f"eval {rom.stem} · {run.name} ep {done}: score {result.score:g}")
+        if not console.is_terminal and not json_out:
+            print(f"{run.name} episode {done}: score {result.score:g} in {result.steps} steps", file=sys.stderr, flush=True)
+
+    try:
+        with progress:
+            run_eval(out=out, runs=runs, episodes=episodes, namespace=session.env.name, header=session.header,
+                     env=session.env, make_agent=make_agent, base_config=config, embedder=embedder, on_episode=on_episode)
+    finally:
+        session.close()
+    _print_summary(write_report(out), json_out)
+
+
+def report(
+    out: Path = typer.Argument(..., help="An eval directory written by `jitrl eval --out`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Re-render summary.json, the table and curve.png from an eval directory's episode logs."""
+    from jitrl_cli.report import write_report
+
+    if not out.is_dir():
+        raise UserError(f"no eval directory {out}")
+    _print_summary(write_report(out), json_out)

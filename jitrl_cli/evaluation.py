@@ -1,0 +1,176 @@
+"""`jitrl eval`: run arms × seeds × episodes on fresh memories, resumably, and log every episode.
+
+Layout of an eval directory::
+
+    run.json                       the run's parameters (a resumed run must match them)
+    episodes/<arm>-seed<s>.jsonl   one EpisodeResult object per finished episode
+    memory/<arm>-seed<s>/          the arm's own memory (fresh at episode 1)
+    summary.json, curve.png        written by :mod:`jitrl_cli.report`
+
+Resuming: an episode counts as done once its JSONL line is complete. A memory
+episode without a log line (the run was killed between the two writes) is
+deleted, so that memory and log always describe the same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jitrl_cli.agent import Agent, AgentConfig, EpisodeResult
+from jitrl_cli.errors import UserError
+from memories.embedding import Embedder
+from memories.store import MemoryStore
+
+ARMS = {
+    "jitrl": {},  # the default update
+    "static": {"learn": False},  # the same model with β = 0 and no memory
+}
+
+
+def parse_arms(text: str) -> list[str]:
+    """``"jitrl,static"`` → ``["jitrl", "static"]``.
+
+    Raises:
+        UserError: for an unknown or repeated arm.
+    """
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if not arms or unknown:
+        raise UserError(f"--arms must be a comma list of {', '.join(ARMS)}; got {text!r}")
+    if len(set(arms)) != len(arms):
+        raise UserError(f"--arms repeats an arm: {text!r}")
+    return arms
+
+
+@dataclass(frozen=True)
+class Run:
+    """One arm with one seed inside an eval directory."""
+
+    arm: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-seed{self.seed}"
+
+
+def episodes_path(out: Path, run: Run) -> Path:
+    """The JSONL log of a run."""
+    return out / "episodes" / f"{run.name}.jsonl"
+
+
+def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The complete episode objects of a run's log; with ``repair`` a torn last line is cut off.
+
+    Raises:
+        UserError: if a complete line is not JSON (the log was edited by hand).
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if repair and len(complete) != len(data):
+        path.write_bytes(complete)
+    out = []
+    for lineno, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise UserError(f"{path} line {lineno} is not JSON; remove it or choose another --out") from None
+    return out
+
+
+def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
+    """Write ``run.json``, or check that a resumed run uses the same parameters.
+
+    Raises:
+        UserError: if ``out`` holds a run with other parameters (and not ``force``).
+    """
+    path = out / "run.json"
+    if path.exists() and not force:
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+        if changed:
+            raise UserError(
+                f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+
+
+def reconcile_memory(store: MemoryStore, logged: list[dict[str, Any]]) -> int:
+    """Delete memory episodes that have no log line (killed between memory write and log write).
+
+    Returns:
+        the number of episodes deleted.
+    """
+    logged_ids = {e["uuid"] for e in logged}
+    extra = [r[0] for r in store.read("SELECT id, uuid FROM episodes") if r[1] not in logged_ids]
+    return store.delete_episodes(extra) if extra else 0
+
+
+def run_eval(
+    *,
+    out: Path,
+    runs: list[Run],
+    episodes: int,
+    namespace: str,
+    header: str,
+    env: Any,
+    make_agent: Callable[[AgentConfig, MemoryStore | None], Agent],
+    base_config: AgentConfig,
+    embedder: Embedder,
+    on_episode: Callable[[Run, EpisodeResult | None, int], None] | None = None,
+) -> None:
+    """Play every missing episode, round-robin over runs (episode 1 of every run, then episode 2, …).
+
+    Args:
+        out: the eval directory.
+        runs: arms × seeds.
+        episodes: episodes per run.
+        namespace: the memory namespace (game name).
+        header: the prompt header.
+        env: the environment (reset at every episode).
+        make_agent: builds an agent for a config and a memory (None for the static arm).
+        base_config: the jitrl arm's configuration; arms override fields of it.
+        embedder: the memory's embedder.
+        on_episode: called after each episode as ``(run, result, done_in_run)``; with
+            ``result=None`` once per run for the episodes already done (resume).
+    """
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    agents: dict[Run, Agent] = {}
+    stores: list[MemoryStore] = []
+    done: dict[Run, int] = {}
+    try:
+        for run in runs:
+            logged = read_episodes(episodes_path(out, run), repair=True)
+            config = dataclasses.replace(base_config, seed=run.seed, **ARMS[run.arm])
+            store = None
+            if config.learn:
+                store = MemoryStore(out / "memory" / run.name, embedder)
+                stores.append(store)
+                reconcile_memory(store, logged)
+            agents[run] = make_agent(config, store)
+            done[run] = len(logged)
+            if on_episode is not None and logged:
+                on_episode(run, None, len(logged))
+        for e in range(1, episodes + 1):
+            for run in runs:
+                if done[run] >= e:
+                    continue
+                result = agents[run].run_episode(env, namespace, e, header)
+                record = result.to_json() | {"arm": run.arm, "seed": run.seed}
+                with open(episodes_path(out, run), "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                done[run] = e
+                if on_episode is not None:
+                    on_episode(run, result, e)
+    finally:
+        for store in stores:
+            store.close()

@@ -1,0 +1,135 @@
+"""`jitrl eval` / `jitrl report`: a real tiny run, interrupted and resumed; the summary's arithmetic."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jitrl_cli.evaluation import reconcile_memory
+from jitrl_cli.report import summarize
+from memories.embedding import HashedNgramEmbedder
+from memories.store import EpisodeRecord, MemoryStore, StepRecord
+from tests.conftest import ROOT, run_cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _eval_args(out):
+    return ["eval", "zork1", "--episodes", "2", "--max-steps", "5", "--arms", "jitrl,static", "--seeds", "1",
+            "--out", str(out), "--json"]
+
+
+def _logs(out):
+    return {p.stem: [json.loads(x) for x in p.read_text().splitlines()] for p in sorted((out / "episodes").glob("*.jsonl"))}
+
+
+@pytest.mark.slow
+def test_tiny_eval_is_resumable_and_writes_summary_and_png(tmp_path):
+    out = tmp_path / "eval"
+    # start, and kill the whole process group as soon as the first episode is logged
+    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *_eval_args(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = out / "episodes" / "jitrl-seed0.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = _logs(out)
+    assert 1 <= sum(len(v) for v in partial.values()) < 4 and not (out / "summary.json").exists()
+
+    done = run_cli(*_eval_args(out))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    logs = _logs(out)
+    assert set(logs) == {"jitrl-seed0", "static-seed0"}
+    for name, rows in logs.items():
+        assert [r["episode"] for r in rows] == [1, 2]  # nothing replayed, nothing missing
+        assert rows[: len(partial.get(name, []))] == partial.get(name, [])  # finished episodes kept as they were
+        assert all(r["steps"] == 5 and r["arm"] == name.split("-")[0] for r in rows)
+    # the jitrl arm's memory holds exactly its logged episodes; the static arm has none
+    with MemoryStore(out / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+        uuids = {r[0] for r in store.read("SELECT uuid FROM episodes")}
+    assert uuids == {r["uuid"] for r in logs["jitrl-seed0"]}
+    assert not (out / "memory" / "static-seed0").exists()
+    assert logs["static-seed0"][1]["params"]["beta"] == 0 and logs["jitrl-seed0"][1]["retrieval_steps"] > 0
+
+    assert set(summary["arms"]) == {"jitrl", "static"} and summary["arms"]["jitrl"]["episodes"] == 2
+    assert json.loads((out / "summary.json").read_text())["arms"] == summary["arms"]
+    png = (out / "curve.png").read_bytes()
+    assert png.startswith(PNG_MAGIC)
+    import matplotlib.pyplot as plt
+
+    assert plt.imread(out / "curve.png").shape[0] > 100
+
+    # re-running a finished eval plays nothing; `report` re-renders the same summary and the plot
+    before = (out / "episodes" / "jitrl-seed0.jsonl").read_bytes()
+    t0 = time.monotonic()
+    again = run_cli(*_eval_args(out))
+    assert again.returncode == 0 and (out / "episodes" / "jitrl-seed0.jsonl").read_bytes() == before
+    (out / "curve.png").unlink()
+    rep = run_cli("report", str(out), "--json")
+    assert rep.returncode == 0 and json.loads(rep.stdout)["arms"] == summary["arms"]
+    assert (out / "curve.png").read_bytes().startswith(PNG_MAGIC)
+    assert "jitrl" in run_cli("report", str(out)).stdout
+    # other settings in the same directory are refused
+    other = run_cli(*[a if a != "5" else "6" for a in _eval_args(out)])
+    assert other.returncode == 2 and "holds a run with other settings (max_steps)" in other.stderr
+    assert time.monotonic() - t0 < 120
+
+
+def _write_log(path, arm, seed, scores, max_score=100):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"arm": arm, "seed": seed, "episode": e + 1, "score": s, "max_score": max_score, "uuid": f"{arm}{seed}{e}",
+             "seconds_per_step_median": 0.1} for e, s in enumerate(scores)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_summary_arithmetic(tmp_path):
+    _write_log(tmp_path / "episodes" / "jitrl-seed0.jsonl", "jitrl", 0, [0, 10, 20])
+    _write_log(tmp_path / "episodes" / "jitrl-seed1.jsonl", "jitrl", 1, [10, 20, 40])
+    _write_log(tmp_path / "episodes" / "static-seed0.jsonl", "static", 0, [5, 5, 5, 5])  # one more episode
+    with open(tmp_path / "episodes" / "static-seed0.jsonl", "a") as fh:
+        fh.write('{"arm": "static", "torn')  # a torn last line (killed mid-write) is ignored
+    s = summarize(tmp_path)["arms"]
+    j = s["jitrl"]
+    assert j["curve_mean"] == [5, 15, 30] and j["curve_std"] == [5, 5, 10]
+    assert j["final"] == {"mean": 30, "std": 10} and j["best"] == 40
+    assert j["average"]["mean"] == pytest.approx(50 / 3) and j["average"]["std"] == pytest.approx((70 / 3 - 10) / 2)
+    assert j["last10"]["mean"] == pytest.approx(50 / 3)
+    assert j["auc"] == pytest.approx(((5 + 15) / 2 + (15 + 30) / 2) / 2)
+    assert j["normalized"] == pytest.approx(50 / 3 / 100) and j["auc_normalized"] == pytest.approx(j["auc"] / 100)
+    assert s["static"]["episodes"] == 4 and s["static"]["auc"] == 5 and s["static"]["curve_std"] == [0] * 4
+    missing = run_cli("report", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no eval directory" in missing.stderr
+
+
+def test_resume_deletes_memory_episodes_that_were_never_logged(tmp_path):
+    emb = HashedNgramEmbedder()
+    with MemoryStore(tmp_path / "mem", emb) as store:
+        for uid in ("a", "b", "c"):
+            store.write_episode(EpisodeRecord(uuid=uid, game="g", score=0, steps=1),
+                                [StepRecord(step=0, state_key=uid, embedding=emb.embed(f"location: {uid}"), action="x", reward=0, ret=0)])
+        assert reconcile_memory(store, [{"uuid": "a"}, {"uuid": "b"}]) == 1
+        assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {"a", "b"}
+        assert store.index_for("g").get_current_count() == 2
+        q = store.query("g", emb.embed("location: c"), k=5)
+        assert len(q) == 2 and np.isfinite(q[0].similarity)
+
+
+def test_bad_eval_input_is_one_line(tmp_path):
+    for args, message in [
+        (["eval", "zork1", "--arms", "jitrl,greedy", "--out", str(tmp_path / "o")], "--arms must be a comma list"),
+        (["eval", "zork1", "--seeds", "0", "--out", str(tmp_path / "o")], "must be at least 1"),
+        (["eval", "nosuchgame", "--out", str(tmp_path / "o")], "unknown game"),
+    ]:
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and proc.stderr.startswith("error:") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
