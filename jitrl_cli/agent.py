@@ -17,7 +17,7 @@ from adapters.base import Environment
 from jitrl_cli.advantage import Exploration, Neighbour, estimate_advantages
 from jitrl_cli.prompt import TranscriptPrompt
 from jitrl_cli.retrieval import retrieve
-from jitrl_cli.returns import discounted_returns, step_rewards
+from jitrl_cli.returns import discounted_returns, novelty_rewards, step_rewards
 from jitrl_cli.scoring import CandidateScorer
 from jitrl_cli.state_key import build_state_key
 from jitrl_cli.update import choose_action, log_softmax, posterior_logits
@@ -41,6 +41,10 @@ class AgentConfig:
         death_penalty: subtracted from the last reward when the game is lost.
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
+        exact_match: retrieve steps taken in exactly the same world state (Jericho's
+            world-state hash) before the ANN neighbours.
+        novelty: count-based exploration reward for reaching rarely visited world states
+            (see :func:`jitrl_cli.returns.novelty_rewards`); 0 = game rewards only.
     """
 
     beta: float = 3.0
@@ -56,6 +60,8 @@ class AgentConfig:
     death_penalty: float = 10.0
     max_steps: int = 50
     seed: int = 0
+    exact_match: bool = False
+    novelty: float = 0.0
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -226,7 +232,8 @@ class Agent:
             # retrieval
             neighbours: list[Neighbour] = []
             if use_memory:
-                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity)
+                world = info.get("state_hash") if cfg.exact_match else None
+                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
             est = estimate_advantages(
@@ -288,6 +295,10 @@ class Agent:
         # rewards and returns (paper §3: G_t = Σ γ^{u−t} r_u; no reward substitution)
         died = bool(info.get("game_over")) and terminated
         rewards = step_rewards(scores, initial_score=initial_score, died=died, death_penalty=cfg.death_penalty)
+        if use_memory and cfg.novelty and records:
+            next_states = [r.world_hash for r in records[1:]] + [info.get("state_hash")]
+            counts = self.store.world_hash_counts(namespace, next_states)
+            rewards = [r + b for r, b in zip(rewards, novelty_rewards(next_states, counts, cfg.novelty))]
         returns = discounted_returns(rewards, cfg.gamma)
         for rec, log, r, g in zip(records, logs, rewards, returns):
             rec.reward, rec.ret = r, g
@@ -299,6 +310,7 @@ class Agent:
             "temperature": cfg.temperature, "greedy": cfg.greedy, "learn": cfg.learn,
             "exploration": Exploration(cfg.exploration).value, "alpha": cfg.alpha, "bonus_prob": cfg.bonus_prob,
             "death_penalty": cfg.death_penalty, "max_steps": cfg.max_steps, "seed": cfg.seed,
+            "exact_match": cfg.exact_match, "novelty": cfg.novelty,
         }
         episode_id = None
         t0 = time.perf_counter()

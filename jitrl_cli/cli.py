@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from adapters.base import AdapterError
+from jitrl_cli import options
 from jitrl_cli.errors import UserError
 from jitrl_cli.eval_cmd import eval_, report
 from jitrl_cli.memory_cmd import memory_app
@@ -43,25 +44,27 @@ def play(
     game: str = typer.Argument(..., help="Game name (e.g. zork1) or path to a story file (.z5/.z8/...)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes to play."),
     max_steps: int = typer.Option(50, "--max-steps", help="Steps per episode."),
-    model: Optional[Path] = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M)."),
-    memory: Optional[Path] = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir)."),
-    rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first for games."),
-    beta: float = typer.Option(3.0, "--beta", help="β: strength of the advantage update on the logits (0 = static policy)."),
-    gamma: float = typer.Option(0.5, "--gamma", help="γ: discount of the returns."),
-    k: int = typer.Option(10, "--k", help="Neighbours retrieved per step."),
-    min_similarity: float = typer.Option(0.5, "--min-similarity", help="Cosine similarity threshold for neighbours."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Temperature T of the prior logits."),
-    exploration: str = typer.Option("paper", "--exploration", help="Bonus for unseen candidates: paper, ucb or none."),
-    alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
-    bonus_prob: float = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus."),
-    death_penalty: float = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost."),
+    model: Optional[Path] = options.MODEL,
+    memory: Optional[Path] = options.MEMORY,
+    rom_dir: Optional[Path] = options.ROM_DIR,
+    beta: float = options.BETA,
+    gamma: float = options.GAMMA,
+    k: int = options.K,
+    min_similarity: float = options.MIN_SIMILARITY,
+    temperature: float = options.TEMPERATURE,
+    exploration: str = options.EXPLORATION,
+    alpha: float = options.ALPHA,
+    bonus_prob: float = options.BONUS_PROB,
+    death_penalty: float = options.DEATH_PENALTY,
+    exact_match: bool = options.EXACT_MATCH,
+    novelty: float = options.NOVELTY,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
-    greedy: bool = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling."),
-    no_learn: bool = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written."),
+    greedy: bool = options.GREEDY,
+    no_learn: bool = options.NO_LEARN,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
-    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Write one JSONL row per step here."),
-    n_ctx: int = typer.Option(4096, "--n-ctx", help="Model context size in tokens."),
-    valid_actions_timeout: float = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned."),
+    log_dir: Optional[Path] = options.LOG_DIR,
+    n_ctx: int = options.N_CTX,
+    valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
     from jitrl_cli.agent import Agent
@@ -74,7 +77,8 @@ def play(
 
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                          death_penalty=death_penalty, max_steps=max_steps, seed=seed)
+                          death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
+                          novelty=novelty)
     _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -116,7 +120,7 @@ def play(
 
 def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
-                 max_steps: int, seed: int):
+                 max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
@@ -133,9 +137,11 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     _check(temperature > 0, f"--temperature must be > 0, got {temperature}")
     _check(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
     _check(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
+    _check(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
-                       death_penalty=death_penalty, max_steps=max_steps, seed=seed)
+                       death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
+                       novelty=novelty)
 
 
 @games_app.command("download")

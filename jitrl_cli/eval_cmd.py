@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from jitrl_cli import options
 from jitrl_cli.errors import UserError
 
 
@@ -50,20 +51,22 @@ def eval_(
     seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (seed, seed+1, …)."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
     out: Path = typer.Option(..., "--out", help="Eval directory (created; re-running resumes it)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M)."),
-    rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first for games."),
+    model: Optional[Path] = options.MODEL,
+    rom_dir: Optional[Path] = options.ROM_DIR,
     beta: float = typer.Option(3.0, "--beta", help="β of the jitrl arm."),
-    gamma: float = typer.Option(0.5, "--gamma", help="γ: discount of the returns."),
-    k: int = typer.Option(10, "--k", help="Neighbours retrieved per step."),
-    min_similarity: float = typer.Option(0.5, "--min-similarity", help="Cosine similarity threshold for neighbours."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Temperature T of the prior logits (all arms)."),
-    exploration: str = typer.Option("paper", "--exploration", help="Bonus for unseen candidates: paper, ucb or none."),
-    alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
-    bonus_prob: float = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus."),
-    death_penalty: float = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost."),
-    greedy: bool = typer.Option(False, "--greedy", help="Argmax of the posterior instead of sampling."),
-    n_ctx: int = typer.Option(4096, "--n-ctx", help="Model context size in tokens."),
-    valid_actions_timeout: float = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned."),
+    gamma: float = options.GAMMA,
+    k: int = options.K,
+    min_similarity: float = options.MIN_SIMILARITY,
+    temperature: float = options.TEMPERATURE,
+    exploration: str = options.EXPLORATION,
+    alpha: float = options.ALPHA,
+    bonus_prob: float = options.BONUS_PROB,
+    death_penalty: float = options.DEATH_PENALTY,
+    exact_match: bool = options.EXACT_MATCH,
+    novelty: float = options.NOVELTY,
+    greedy: bool = options.GREEDY,
+    n_ctx: int = options.N_CTX,
+    valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
@@ -83,13 +86,15 @@ def eval_(
         raise UserError(f"--n-ctx must be at least 1024, got {n_ctx}")
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                          death_penalty=death_penalty, max_steps=max_steps, seed=seed)
+                          death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
+                          novelty=novelty)
     rom = resolve_game(game, rom_dir, offer_download=False)
     model_path = resolve_model_path(model)
     params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
               "seed": seed, "model": model_path.name, "beta": beta, "gamma": gamma, "k": k,
               "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
-              "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy}
+              "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
+              "exact_match": exact_match, "novelty": novelty}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)

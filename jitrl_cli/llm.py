@@ -74,7 +74,8 @@ class LlamaModel:
         n_ctx: context size in tokens (shared by all sequences: ``kv_unified``).
         n_batch: tokens per ``llama_decode`` call.
         n_seq_max: sequence ids available (seq 0 holds the prompt; others score candidates).
-        n_threads: CPU threads (default: all cores).
+        n_threads: CPU threads (default: ``$JITRL_THREADS``, else all cores; use 1 per process
+            when several runs share the cores, since llama.cpp's threads spin while they wait).
 
     Raises:
         UserError: if llama.cpp cannot load the file as a model.
@@ -100,7 +101,7 @@ class LlamaModel:
         if not self.model:
             raise UserError(f"llama.cpp could not load {self.path} as a model")
         cparams = llama_cpp.llama_context_default_params()
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or int(os.environ.get("JITRL_THREADS") or 0) or os.cpu_count() or 1
         cparams.n_ctx = n_ctx
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch

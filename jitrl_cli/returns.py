@@ -58,3 +58,31 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
         future = float(rewards[t]) + gamma * future
         returns[t] = future
     return returns
+
+
+def novelty_rewards(next_states: Sequence[str | None], stored_counts: dict[str, int], scale: float) -> list[float]:
+    """Count-based exploration rewards r⁺_t = scale / sqrt(1 + n(s_{t+1})) (Strehl & Littman 2008, MBIE-EB).
+
+    n(s) counts the visits of world state s before step t reaches it: the stored
+    steps taken in s (``stored_counts``) plus earlier visits in this episode. A step
+    into a never-seen state earns ``scale``; a step into a state seen m times earns
+    scale/sqrt(1+m). States without a hash earn nothing.
+
+    Args:
+        next_states: length-T world-state hashes of s_1..s_T (the state each step led to).
+        stored_counts: world hash → number of stored steps taken in that state.
+        scale: bonus for a new state (score points); 0 disables the bonus.
+
+    Returns:
+        length-T list of bonuses, added to the game rewards before the returns are computed.
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for h in next_states:
+        if not h or scale == 0:
+            out.append(0.0)
+            continue
+        n = stored_counts.get(h, 0) + seen.get(h, 0)
+        out.append(float(scale) / (1.0 + n) ** 0.5)
+        seen[h] = seen.get(h, 0) + 1
+    return out

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE INDEX IF NOT EXISTS steps_by_game ON steps(game, id);
 CREATE INDEX IF NOT EXISTS steps_by_episode ON steps(episode_id, step);
 CREATE INDEX IF NOT EXISTS episodes_by_game ON episodes(game, id);
+CREATE INDEX IF NOT EXISTS steps_by_world ON steps(game, world_hash);
 """
 
 
@@ -246,6 +247,9 @@ class MemoryStore:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if self._has_meta(db) else {}
             if not meta and not self.writable:
                 raise MemoryStoreError(f"{self.db_path} is not a jitrl memory (it has no meta table)")
+            if meta and self.writable and not self._has_index(db, "steps_by_world"):
+                with self._lock:
+                    db.executescript(_SCHEMA)  # adds indexes introduced after the memory was created
             if not meta:
                 with self._lock:
                     db.executescript(_SCHEMA)  # idempotent DDL (IF NOT EXISTS)
@@ -277,6 +281,10 @@ class MemoryStore:
             )
         self.meta = meta
         return db
+
+    @staticmethod
+    def _has_index(db: sqlite3.Connection, name: str) -> bool:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (name,)).fetchone() is not None
 
     @staticmethod
     def _has_meta(db: sqlite3.Connection) -> bool:
@@ -656,6 +664,32 @@ class MemoryStore:
         out = [RetrievedStep(l, s, *rows[l]) for l, s in pairs if l in rows]
         out.sort(key=lambda r: (-r.similarity, r.id))
         return out
+
+    def query_exact(self, game: str, world_hash: str, k: int) -> list[RetrievedStep]:
+        """The ``k`` most recent stored steps of ``game`` taken in exactly this world state (similarity 1).
+
+        Args:
+            game: namespace.
+            world_hash: the environment's world-state hash (e.g. Jericho's ``get_world_state_hash``).
+            k: maximum number of steps.
+        """
+        rows = self.read(
+            "SELECT id, action, reward, ret, episode_id, step, state_key FROM steps"
+            " WHERE game = ? AND world_hash = ? ORDER BY id DESC LIMIT ?", (game, world_hash, k)
+        )
+        return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
+
+    def world_hash_counts(self, game: str, hashes: Iterable[str]) -> dict[str, int]:
+        """How many stored steps of ``game`` were taken in each of these world states."""
+        hashes = [h for h in dict.fromkeys(hashes) if h]
+        if not hashes:
+            return {}
+        marks = ",".join("?" * len(hashes))
+        rows = self.read(
+            f"SELECT world_hash, COUNT(*) FROM steps WHERE game = ? AND world_hash IN ({marks}) GROUP BY world_hash",
+            [game, *hashes],
+        )
+        return {h: 0 for h in hashes} | {r[0]: int(r[1]) for r in rows}
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, tuple]:
         ids = list(ids)

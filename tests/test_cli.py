@@ -83,3 +83,18 @@ def test_help_lists_every_option_with_defaults():
                    "--seed", "--greedy", "--no-learn", "--json", "--log-dir", "--rom-dir"]:
         assert option in proc.stdout, option
     assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout
+
+
+@pytest.mark.slow
+def test_novelty_and_exact_match_shape_the_stored_returns(tmp_path):
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork1", "--episodes", "2", "--max-steps", "6", "--json", "--memory", str(mem),
+                   "--novelty", "1", "--exact-match", "--gamma", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    episodes = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert all(e["params"]["novelty"] == 1 and e["params"]["exact_match"] for e in episodes)
+    assert episodes[1]["retrieval_steps"] > 0
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        rewards = [r[0] for r in db.execute("SELECT reward FROM steps WHERE episode_id = 1 ORDER BY step")]
+    # zork1 gives no points in 6 steps, so every reward is the bonus: 1 for a new state, less for revisits
+    assert rewards[0] == pytest.approx(1.0) and all(0 < r <= 1.0 for r in rewards)

@@ -128,3 +128,24 @@ def test_embedder_is_deterministic_and_normalised():
     assert np.array_equal(a, b) and np.linalg.norm(a) == pytest.approx(1.0, abs=1e-6)
     assert float(a @ c) < 0.5
     assert not np.any(emb.embed(""))
+
+
+def test_exact_match_neighbours_come_first(tmp_path):
+    from jitrl_cli.retrieval import retrieve
+
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    key = "location: hall | inventory: nothing | score: 0 | a hall"
+    other = "location: cellar | inventory: nothing | score: 0 | a cellar"
+    for i in range(3):
+        store.write_episode(EpisodeRecord(uuid=f"e{i}", game="g", score=0, steps=2), [
+            StepRecord(step=0, state_key=key, embedding=emb.embed(key), action="north", reward=0, ret=1.0, world_hash="H1"),
+            StepRecord(step=1, state_key=other, embedding=emb.embed(other), action="up", reward=0, ret=2.0, world_hash="H2"),
+        ])
+    assert store.world_hash_counts("g", ["H1", "H2", "H3"]) == {"H1": 3, "H2": 3, "H3": 0}
+    # the cellar's exact matches first, then ANN neighbours (the hall's steps are similar enough)
+    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2")
+    assert [n.action for n in nb[:3]] == ["up"] * 3 and all(n.similarity == 1.0 for n in nb[:3])
+    assert len(nb) == 5 and len({n.step_id for n in nb}) == 5
+    assert [n.action for n in retrieve(store, "g", emb.embed(key), k=2, min_similarity=0.9)] == ["north", "north"]
+    store.close()

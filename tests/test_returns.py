@@ -28,3 +28,11 @@ def test_step_rewards_are_score_deltas_with_death_penalty():
     assert step_rewards([0, 5, 5, 15], initial_score=0) == [0, 5, 0, 10]
     assert step_rewards([5, 5], initial_score=5, died=True, death_penalty=10) == [0, -10]
     assert step_rewards([], died=True) == []
+
+
+def test_novelty_rewards_count_stored_and_earlier_visits():
+    from jitrl_cli.returns import novelty_rewards
+
+    bonus = novelty_rewards(["a", "b", "a", None, "c"], {"b": 3, "c": 0}, scale=2.0)
+    assert bonus == pytest.approx([2.0, 2.0 / 2.0, 2.0 / 2 ** 0.5, 0.0, 2.0])
+    assert novelty_rewards(["a", "a"], {}, scale=0.0) == [0.0, 0.0]

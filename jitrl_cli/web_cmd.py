@@ -1,0 +1,209 @@
+"""`jitrl web`: the JitRL agent on web tasks in headless Chromium (MiniWoB++ offline, WebArena by task id).
+
+Same policy, memory and update as ``jitrl play``; only the environment differs
+(``adapters/miniwob_env.py``, ``adapters/webarena_env.py``). Errors are one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from jitrl_cli import options
+from jitrl_cli.errors import UserError
+
+HEADER = """The following are transcripts of an expert web agent completing tasks in a web browser. Each turn shows the \
+goal, the URL and the page's accessibility tree with element ids in brackets; after '>' comes the agent's next \
+action, which works towards the goal. Actions: click [id], type [id] "text", select [id] "option", check [id], \
+scroll down, go back, stop "answer".
+
+goal: Enter "Paris" into the search box and press Search.
+url: example/search.html
+[1] text "Find a city"
+[2] textbox
+[3] button "Search"
+
+> type [2] "Paris"
+goal: Enter "Paris" into the search box and press Search.
+url: example/search.html
+[1] text "Find a city"
+[2] textbox: "Paris"
+[3] button "Search"
+
+> click [3] "Search"
+goal: Enter "Paris" into the search box and press Search.
+url: example/search.html
+episode over: reward 1
+
+goal: Click on the "Cancel" button.
+url: example/buttons.html
+[1] button "Save"
+[2] textbox
+[3] button "Cancel"
+
+> click [3] "Cancel"
+goal: Click on the "Cancel" button.
+url: example/buttons.html
+episode over: reward 1
+
+---"""
+MINIWOB_MAX_STEPS = 10
+WEBARENA_MAX_STEPS = 30
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: Optional[int]) -> list[str]:
+    """MiniWoB task names to run (validated); [] for a WebArena run."""
+    if task_id is not None:
+        _check(task is None and tasks is None, "--task-id (WebArena) cannot be combined with --task/--tasks")
+        return []
+    _check(suite == "miniwob", f"--suite must be miniwob (WebArena runs by --task-id), got {suite!r}")
+    names = [t.strip() for t in (tasks.split(",") if tasks else [task] if task else []) if t and t.strip()]
+    _check(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
+    from adapters.miniwob_env import task_path
+
+    for name in names:
+        task_path(name)  # AdapterError for unknown tasks
+    return list(dict.fromkeys(names))
+
+
+def success_table(results: list[tuple[str, Any]]) -> Any:
+    """Per task: episodes, success rate, mean reward, median s/step."""
+    from rich.table import Table
+
+    table = Table(title="tasks")
+    for col in ("task", "episodes", "success", "mean reward", "s/step"):
+        table.add_column(col, justify="right")
+    for name in dict.fromkeys(t for t, _ in results):
+        rs = [r for t, r in results if t == name]
+        table.add_row(name, str(len(rs)), f"{sum(r.victory for r in rs) / len(rs):.0%}",
+                      f"{statistics.fmean(r.score for r in rs):+.2f}",
+                      f"{statistics.median(r.seconds_per_step_median for r in rs):.2f}")
+    return table
+
+
+def web(
+    task: Optional[str] = typer.Option(None, "--task", help="MiniWoB++ task, e.g. click-button."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated MiniWoB++ tasks, run one after another."),
+    suite: str = typer.Option("miniwob", "--suite", help="Task suite for --task/--tasks (miniwob)."),
+    task_id: Optional[int] = typer.Option(None, "--task-id", help="WebArena task id (0..811); needs the task's site running."),
+    dataset: str = typer.Option("verified", "--dataset", help="WebArena dataset: verified or original."),
+    config: Optional[Path] = typer.Option(None, "--config", help="webarena-verified JSON config with the site URLs (else $WA_SHOPPING, $WA_SHOPPING_ADMIN, ...)."),
+    out: Path = typer.Option(Path("webarena-out"), "--out", help="WebArena output: <out>/ep<n>/<task_id>/{network.har,agent_response.json,eval_result.json}."),
+    chromium: Optional[Path] = typer.Option(None, "--chromium", help="Chromium executable (default: $JITRL_CHROMIUM, else Playwright's, else /usr/bin/chromium)."),
+    instances: int = typer.Option(0, "--instances", help="MiniWoB: cycle through this many problem instances (0 = a new one every episode)."),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes per task."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Steps per episode (default: 10 MiniWoB, 30 WebArena)."),
+    model: Optional[Path] = options.MODEL,
+    memory: Optional[Path] = options.MEMORY,
+    beta: float = options.BETA,
+    gamma: float = options.GAMMA,
+    k: int = options.K,
+    min_similarity: float = options.MIN_SIMILARITY,
+    temperature: float = options.TEMPERATURE,
+    exploration: str = options.EXPLORATION,
+    alpha: float = options.ALPHA,
+    bonus_prob: float = options.BONUS_PROB,
+    seed: int = typer.Option(0, "--seed", help="Seed of the action sampler and of the MiniWoB problem instances."),
+    greedy: bool = options.GREEDY,
+    no_learn: bool = options.NO_LEARN,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
+    log_dir: Optional[Path] = options.LOG_DIR,
+    n_ctx: int = options.N_CTX,
+) -> None:
+    """Run the JitRL agent on MiniWoB++ tasks (offline) or a WebArena task (live sites) in headless Chromium."""
+    from rich.console import Console
+
+    from adapters.browser import Browser
+    from jitrl_cli.agent import Agent
+    from jitrl_cli.cli import agent_config
+    from jitrl_cli.llm import LlamaModel, resolve_model_path
+    from jitrl_cli.paths import default_memory_dir
+    from jitrl_cli.scoring import CandidateScorer
+    from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
+    from memories.embedding import get_embedder
+    from memories.store import MemoryStore
+
+    _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
+    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+    steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
+    cfg = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
+                       greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
+                       death_penalty=0.0, max_steps=steps, seed=seed)
+    _check(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
+    _check(instances >= 0, f"--instances must be >= 0, got {instances}")
+    names = _task_list(suite, task, tasks, task_id)
+
+    # environments first: a missing site or browser fails in seconds, before the model loads or memory is created
+    wa_env = None
+    if task_id is not None:
+        from adapters.webarena_env import WebArenaEnv
+
+        wa_env = WebArenaEnv(task_id, dataset, config, out, chromium=str(chromium) if chromium else None, max_steps=steps)
+        browser = wa_env.browser
+    else:
+        browser = Browser(str(chromium) if chromium else None)
+    model_path = resolve_model_path(model)
+
+    store = llm = scorer = None
+    console = Console()
+    live = console.is_terminal and not json_out
+    logger = StepLogger(log_dir) if log_dir else None
+    results: list[tuple[str, Any]] = []
+    try:
+        embedder = get_embedder()
+        store = MemoryStore(memory or default_memory_dir(), embedder)
+        llm = LlamaModel(model_path, n_ctx=n_ctx)
+        scorer = CandidateScorer(llm)
+        agent = Agent(scorer, llm.tokenize, embedder, store, cfg, llm.name, llm.n_ctx)
+        for name in names or [f"webarena-{task_id}"]:
+            if wa_env is not None:
+                env, namespace, suite_name = wa_env, wa_env.namespace, "webarena"
+            else:
+                from adapters.miniwob_env import NAMESPACE, MiniWoBEnv
+
+                env, namespace, suite_name = MiniWoBEnv(name, browser, max_steps=steps, seed=seed, instances=instances), NAMESPACE, "miniwob"
+            try:
+                if live:
+                    with LiveView(console, f"{suite_name}/{name}", episodes, steps) as view:
+                        observer = Observers(view, logger)
+                        for e in range(1, episodes + 1):
+                            results.append((name, agent.run_episode(env, namespace, e, HEADER, observer)))
+                    continue
+                observer = Observers(logger)
+                for e in range(1, episodes + 1):
+                    result = agent.run_episode(env, namespace, e, HEADER, observer)
+                    results.append((name, result))
+                    if json_out:
+                        row = result.to_json()
+                        row.update(task=name, suite=suite_name, success=bool(result.victory), goal=env.goal,
+                                   blocked_requests=len(env.guard.blocked))
+                        if wa_env is not None:
+                            row.update(out_dir=str(wa_env.ep_dir), eval_status=str(getattr(wa_env.result, "status", "")))
+                        sys.stdout.write(json.dumps(row) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        print(f"{name} {episode_line(result)}; {'success' if result.victory else 'failure'}", flush=True)
+            finally:
+                if env is not wa_env:
+                    env.close()
+        if live:
+            console.print(summary_table([r for _, r in results]))
+            console.print(success_table(results))
+    finally:
+        if wa_env is not None:
+            wa_env.close()
+        else:
+            browser.close()
+        for resource in (scorer, llm, store):
+            if resource is not None:
+                resource.close()
