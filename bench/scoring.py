@@ -106,7 +106,7 @@ def main() -> None:
     med = lambda key, rs=steady: statistics.median(r[key] for r in rs)  # noqa: E731
     seq = [r for r in rows if "sequential_seconds" in r]
     results = {
-        "model": llm.name, "threads": os.cpu_count(), "prefill_tokens_per_second": round(tps, 1),
+        "model": llm.name, "threads": llm.n_threads, "prefill_tokens_per_second": round(tps, 1),
         "steps": len(rows),
         "median_candidates": med("candidates"),
         "median_tokens_needed": med("tokens_needed"), "median_tokens_evaluated": med("tokens_evaluated"),

@@ -16,21 +16,22 @@ from jitrl_cli import options
 from jitrl_cli.errors import UserError
 
 
-def _pm(d: dict[str, float]) -> str:
-    return f"{d['mean']:.1f} ± {d['std']:.1f}"
+def _pm(d: dict[str, float], seeds: int) -> str:
+    return f"{d['mean']:.1f}±{d['std']:.1f}" if seeds > 1 else f"{d['mean']:.1f}"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
     """The arm comparison of a summary (see :mod:`jitrl_cli.report`)."""
     p = summary["params"]
     table = Table(title=f"{p.get('game', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
-    for col in ("arm", "seeds", "episodes", "average", "final", "last 10", "best", "normalized", "AUC", "s/step"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
+    for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step"):
+        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
     for arm, s in summary["arms"].items():
-        table.add_row(arm, str(len(s["seeds"])), str(s["episodes"]), _pm(s["average"]), _pm(s["final"]), _pm(s["last10"]),
+        n = len(s["seeds"])
+        table.add_row(arm, str(n), str(s["episodes"]), _pm(s["average"], n), _pm(s["final"], n), _pm(s["last10"], n),
                       f"{s['best']:g}", "–" if s["normalized"] is None else f"{s['normalized']:.3f}", f"{s['auc']:.2f}",
                       "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}")
-    table.caption = "mean ± std over seeds; AUC = area under the mean score curve / (episodes − 1)"
+    table.caption = "mean ± std over seeds; norm = average / max score; AUC = area under the mean curve / (episodes − 1)"
     return table
 
 

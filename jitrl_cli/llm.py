@@ -102,6 +102,7 @@ class LlamaModel:
             raise UserError(f"llama.cpp could not load {self.path} as a model")
         cparams = llama_cpp.llama_context_default_params()
         threads = n_threads or int(os.environ.get("JITRL_THREADS") or 0) or os.cpu_count() or 1
+        self.n_threads = threads
         cparams.n_ctx = n_ctx
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
