@@ -12,7 +12,7 @@ from rich.console import Console
 
 from adapters.base import AdapterError
 from jitrl_cli import options
-from jitrl_cli.errors import UserError
+from jitrl_cli.errors import UserError, require
 from jitrl_cli.eval_cmd import eval_, report
 from jitrl_cli.memory_cmd import memory_app
 from jitrl_cli.web_cmd import web
@@ -32,11 +32,6 @@ app.command("eval")(eval_)
 app.command("report")(report)
 
 err_console = Console(stderr=True)
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)
 
 
 @app.command()
@@ -79,8 +74,8 @@ def play(
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                           novelty=novelty)
-    _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
-    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+    require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
+    require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
     model_path = resolve_model_path(model)
     embedder = get_embedder()
@@ -129,15 +124,15 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     from jitrl_cli.advantage import Exploration
     from jitrl_cli.agent import AgentConfig
 
-    _check(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
-    _check(beta >= 0, f"--beta must be >= 0, got {beta}")
-    _check(0 <= gamma <= 1, f"--gamma must be in [0, 1], got {gamma}")
-    _check(k >= 1, f"--k must be at least 1, got {k}")
-    _check(-1 <= min_similarity <= 1, f"--min-similarity must be in [-1, 1], got {min_similarity}")
-    _check(temperature > 0, f"--temperature must be > 0, got {temperature}")
-    _check(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
-    _check(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
-    _check(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
+    require(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
+    require(beta >= 0, f"--beta must be >= 0, got {beta}")
+    require(0 <= gamma <= 1, f"--gamma must be in [0, 1], got {gamma}")
+    require(k >= 1, f"--k must be at least 1, got {k}")
+    require(-1 <= min_similarity <= 1, f"--min-similarity must be in [-1, 1], got {min_similarity}")
+    require(temperature > 0, f"--temperature must be > 0, got {temperature}")
+    require(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
+    require(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
+    require(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from jitrl_cli import options
-from jitrl_cli.errors import UserError
+from jitrl_cli.errors import require
 
 HEADER = """The following are transcripts of an expert web agent completing tasks in a web browser. Each turn shows the \
 goal, the URL and the page's accessibility tree with element ids in brackets; after '>' comes the agent's next \
@@ -56,19 +56,14 @@ MINIWOB_MAX_STEPS = 10
 WEBARENA_MAX_STEPS = 30
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)
-
-
 def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: Optional[int]) -> list[str]:
     """MiniWoB task names to run (validated); [] for a WebArena run."""
     if task_id is not None:
-        _check(task is None and tasks is None, "--task-id (WebArena) cannot be combined with --task/--tasks")
+        require(task is None and tasks is None, "--task-id (WebArena) cannot be combined with --task/--tasks")
         return []
-    _check(suite == "miniwob", f"--suite must be miniwob (WebArena runs by --task-id), got {suite!r}")
+    require(suite == "miniwob", f"--suite must be miniwob (WebArena runs by --task-id), got {suite!r}")
     names = [t.strip() for t in (tasks.split(",") if tasks else [task] if task else []) if t and t.strip()]
-    _check(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
+    require(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
     from adapters.miniwob_env import task_path
 
     for name in names:
@@ -133,14 +128,14 @@ def web(
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
-    _check(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
-    _check(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+    require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
+    require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
     cfg = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                        greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=0.0, max_steps=steps, seed=seed)
-    _check(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
-    _check(instances >= 0, f"--instances must be >= 0, got {instances}")
+    require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
+    require(instances >= 0, f"--instances must be >= 0, got {instances}")
     names = _task_list(suite, task, tasks, task_id)
 
     # environments first: a missing site or browser fails in seconds, before the model loads or memory is created

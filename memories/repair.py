@@ -24,7 +24,7 @@ import numpy as np
 from filelock import FileLock
 
 from memories.embedding import Embedder
-from memories.store import _SQLITE_MAGIC, EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord, check_database_file
+from memories.store import SQLITE_MAGIC, EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord, check_database_file
 
 Progress = Callable[[str, int, int], None]
 
@@ -126,7 +126,7 @@ def _readable_copy(damaged: Path, work: Path) -> Path:
     """
     copy = work / "copy.sqlite"
     data = bytearray(damaged.read_bytes())
-    if data[:16] == _SQLITE_MAGIC and len(data) >= 100:
+    if data[:16] == SQLITE_MAGIC and len(data) >= 100:
         page_size = struct.unpack(">H", data[16:18])[0]
         page_size = 65536 if page_size == 1 else page_size
         pages = len(data) // page_size

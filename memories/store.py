@@ -148,7 +148,7 @@ def _now() -> str:
 
 
 REBUILD_HINT = "run `jitrl memory rebuild`"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def check_database_file(path: Path) -> None:
@@ -169,7 +169,7 @@ def check_database_file(path: Path) -> None:
         return
     with open(path, "rb") as fh:
         header = fh.read(100)
-    if len(header) < 100 or header[:16] != _SQLITE_MAGIC:
+    if len(header) < 100 or header[:16] != SQLITE_MAGIC:
         raise MemoryStoreError(f"memory database {path} is not a SQLite database; {REBUILD_HINT} to salvage it")
     page_size = struct.unpack(">H", header[16:18])[0]
     page_size = 65536 if page_size == 1 else page_size
