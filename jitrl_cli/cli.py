@@ -62,7 +62,6 @@ def play(
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    from jitrl_cli.agent import Agent
     from jitrl_cli.llm import resolve_model_path
     from jitrl_cli.paths import default_memory_dir
     from jitrl_cli.session import open_game_session, resolve_game
@@ -86,7 +85,7 @@ def play(
         store.close()
         raise
     env = session.env
-    agent = Agent(session.scorer, session.llm.tokenize, embedder, store, config, session.llm.name, session.llm.n_ctx)
+    agent = session.agent(embedder, store, config)
     console = Console()
     live = console.is_terminal and not json_out
     logger = StepLogger(log_dir) if log_dir else None

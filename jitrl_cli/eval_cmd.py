@@ -72,7 +72,6 @@ def eval_(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
     """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png."""
-    from jitrl_cli.agent import Agent
     from jitrl_cli.cli import agent_config
     from jitrl_cli.evaluation import Run, check_run_file, parse_arms, run_eval
     from jitrl_cli.llm import resolve_model_path
@@ -101,9 +100,6 @@ def eval_(
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
     embedder = get_embedder()
 
-    def make_agent(cfg, store):
-        return Agent(session.scorer, session.llm.tokenize, embedder, store, cfg, session.llm.name, session.llm.n_ctx)
-
     console = Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=not console.is_terminal)
@@ -120,7 +116,8 @@ def eval_(
     try:
         with progress:
             run_eval(out=out, runs=runs, episodes=episodes, namespace=session.env.name, header=session.header,
-                     env=session.env, make_agent=make_agent, base_config=config, embedder=embedder, on_episode=on_episode)
+                     env=session.env, make_agent=lambda cfg, store: session.agent(embedder, store, cfg),
+                     base_config=config, embedder=embedder, on_episode=on_episode)
     finally:
         session.close()
     _print_summary(write_report(out), json_out)

@@ -2,7 +2,7 @@
 
 The state is either free text (an observation, or a full state key) or a stored
 step; the neighbours and the Q̂/V̂/A table come from the same retrieval
-(:func:`jitrl_cli.retrieval.retrieve`) and estimator
+(:func:`jitrl_cli.retrieval.retrieve_steps`) and estimator
 (:func:`jitrl_cli.advantage.estimate_advantages`) the agent uses at every step.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_cli.advantage import Exploration, Neighbour, estimate_advantages, normalize_action
+from jitrl_cli.advantage import Exploration, estimate_advantages, normalize_action
 from jitrl_cli.errors import UserError
-from jitrl_cli.retrieval import retrieve
+from jitrl_cli.retrieval import as_neighbours, retrieve_steps
 from jitrl_cli.state_key import build_state_key
 from memories.store import MemoryStore
 
@@ -122,21 +122,10 @@ def inspect_state(
     exploration is stochastic, so it is shown with λ = 1 (every unseen candidate
     gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes.
     """
-    neighbours: list[Neighbour] = retrieve(store, state.game, state.vector, k, min_similarity)
-    details = {}
-    if neighbours:
-        marks = ",".join("?" * len(neighbours))
-        details = {
-            r[0]: r[1:] for r in store.read(
-                f"SELECT s.id, s.reward, s.episode_id, s.step, s.state_key FROM steps s WHERE s.id IN ({marks})",
-                [n.step_id for n in neighbours],
-            )
-        }
-    rows = []
-    for n in neighbours:
-        reward, episode_id, step, key = details.get(n.step_id, (math.nan, None, None, ""))
-        rows.append({"id": n.step_id, "similarity": n.similarity, "action": n.action, "reward": reward,
-                     "return": n.ret, "episode": episode_id, "step": step, "state_key": key})
+    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity)
+    neighbours = as_neighbours(steps)
+    rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
+             "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours] +
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,

@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jitrl_cli import options
 from jitrl_cli.errors import UserError
 
 memory_app = typer.Typer(help="Inspect, export, import, prune and repair the agent's memory.", no_args_is_help=True)
 
-MEMORY_OPTION = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir).")
 GAME_OPTION = typer.Option(None, "--game", help="Only this game (memory namespace).")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
 
@@ -98,7 +98,7 @@ def _stats_table(st, store) -> Table:
 
 
 @memory_app.command("stats")
-def stats(memory: Optional[Path] = MEMORY_OPTION, game: Optional[str] = GAME_OPTION, json_out: bool = JSON_OPTION) -> None:
+def stats(memory: Optional[Path] = options.MEMORY, game: Optional[str] = GAME_OPTION, json_out: bool = JSON_OPTION) -> None:
     """Per game: episodes, steps, distinct actions and states, returns, best score, disk size, index, embedder."""
     from memories.stats import game_stats
 
@@ -128,7 +128,7 @@ def _params_text(params: dict) -> str:
 
 @memory_app.command("list")
 def list_(
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
     limit: int = typer.Option(50, "--limit", help="Show the most recent N episodes (0 = all)."),
     json_out: bool = JSON_OPTION,
@@ -163,7 +163,7 @@ def list_(
 # -- inspect --------------------------------------------------------------------------------
 @memory_app.command("inspect")
 def inspect(
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
     state: Optional[str] = typer.Option(None, "--state", help="A state as text: an observation, or a full state key 'location: … | …'."),
     step: Optional[str] = typer.Option(None, "--step", help="A stored step EPISODE:STEP (episode id or uuid prefix)."),
@@ -261,7 +261,7 @@ def _print_inspection(result) -> None:
 @memory_app.command("export")
 def export(
     path: Path = typer.Argument(..., help="File to write (JSON Lines; gzip when it ends in .gz)."),
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
@@ -284,7 +284,7 @@ def export(
 @memory_app.command("import")
 def import_(
     path: Path = typer.Argument(..., help="A file written by `jitrl memory export`."),
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
 ) -> None:
     """Add the episodes of an export file (already stored ones are skipped) and rebuild the indexes."""
     from memories.embedding import get_embedder
@@ -339,7 +339,7 @@ def _selected_episodes(store, game, keep_last, before, episode) -> list[int]:
 
 @memory_app.command("prune")
 def prune(
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Keep only the N most recent episodes of each game."),
     before: Optional[str] = typer.Option(None, "--before", help="Delete episodes finished before this ISO date (UTC)."),
@@ -378,7 +378,7 @@ def _delete(memory: Optional[Path], ids: list[int]) -> None:
 
 @memory_app.command("clear")
 def clear(
-    memory: Optional[Path] = MEMORY_OPTION,
+    memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
@@ -394,7 +394,7 @@ def clear(
 
 # -- rebuild / check ------------------------------------------------------------------------
 @memory_app.command("rebuild")
-def rebuild(memory: Optional[Path] = MEMORY_OPTION) -> None:
+def rebuild(memory: Optional[Path] = options.MEMORY) -> None:
     """Rebuild the hnswlib indexes from the SQLite rows; salvage whole episodes from a damaged database."""
     from memories.embedding import get_embedder
     from memories.repair import rebuild as do_rebuild
@@ -416,7 +416,7 @@ def rebuild(memory: Optional[Path] = MEMORY_OPTION) -> None:
 
 
 @memory_app.command("check")
-def check(memory: Optional[Path] = MEMORY_OPTION, json_out: bool = JSON_OPTION) -> None:
+def check(memory: Optional[Path] = options.MEMORY, json_out: bool = JSON_OPTION) -> None:
     """Verify the database (SQLite quick_check) and that every index agrees with the rows; exit 1 on problems."""
     from memories.repair import database_problem
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from jitrl_cli.advantage import Neighbour
-from memories.store import MemoryStore
+from memories.store import MemoryStore, RetrievedStep
 
 
-def retrieve(
+def retrieve_steps(
     store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None
-) -> list[Neighbour]:
-    """The neighbours N(s) of a state: at most ``k`` stored steps with cosine similarity ≥ ``min_similarity``.
+) -> list[RetrievedStep]:
+    """The neighbours N(s) of a state as stored steps: at most ``k`` with cosine similarity ≥ ``min_similarity``.
 
     With ``world_hash`` (the exact-match state key), steps taken in exactly the same
     world state come first (similarity 1, most recent first) and the ANN neighbours
@@ -26,10 +26,22 @@ def retrieve(
         world_hash: exact-match key of the current state, or None for ANN only.
 
     Returns:
-        neighbours by decreasing similarity, each with its action and discounted return G.
+        steps by decreasing similarity (action, reward, return G, episode, step, state key).
     """
     hits = store.query_exact(namespace, world_hash, k) if world_hash else []
     if len(hits) < k:
         seen = {h.id for h in hits}
         hits += [h for h in store.query(namespace, vector, k=k, min_similarity=min_similarity) if h.id not in seen][: k - len(hits)]
-    return [Neighbour(h.action, h.ret, h.similarity, h.id) for h in hits]
+    return hits
+
+
+def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
+    """The advantage estimator's view of retrieved steps: action, return G, similarity, row id."""
+    return [Neighbour(h.action, h.ret, h.similarity, h.id) for h in steps]
+
+
+def retrieve(
+    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None
+) -> list[Neighbour]:
+    """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.advantage.estimate_advantages` (paper §4.1)."""
+    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash))

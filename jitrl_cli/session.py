@@ -9,9 +9,12 @@ from pathlib import Path
 import typer
 
 from adapters.jericho_env import JerichoEnv, check_story_file
+from jitrl_cli.agent import Agent, AgentConfig
 from jitrl_cli.llm import LlamaModel
 from jitrl_cli.paths import find_game, require_game, user_games_dir
 from jitrl_cli.scoring import CandidateScorer
+from memories.embedding import Embedder
+from memories.store import MemoryStore
 
 
 def resolve_game(game: str, rom_dir: Path | None, offer_download: bool) -> Path:
@@ -41,6 +44,10 @@ class GameSession:
     scorer: CandidateScorer
     title: str
     header: str
+
+    def agent(self, embedder: Embedder, store: MemoryStore | None, config: AgentConfig) -> Agent:
+        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
+        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
 
     def close(self) -> None:
         """Close the environment, the scorer and the model (in that order)."""

@@ -352,14 +352,19 @@ class MemoryStore:
         if not path.exists():
             self._high[game] = 0
             return self._new_index(_INITIAL_CAPACITY)
+        index = self._read_index_file(path)
+        labels = index.get_ids_list()
+        self._high[game] = int(max(labels)) if len(labels) else 0
+        index.set_ef(self.ef_search)
+        return index
+
+    def _read_index_file(self, path: Path) -> hnswlib.Index:
+        """Load an index file, or raise a one-line error naming it and the repair command."""
         index = hnswlib.Index(space="cosine", dim=self.dim)
         try:
             index.load_index(str(path), allow_replace_deleted=False)
         except Exception as exc:  # hnswlib raises RuntimeError on bad files
             raise MemoryStoreError(f"index file {path} is unreadable ({exc}); {REBUILD_HINT}") from None
-        labels = index.get_ids_list()
-        self._high[game] = int(max(labels)) if len(labels) else 0
-        index.set_ef(self.ef_search)
         return index
 
     def _catch_up(self, game: str, index: hnswlib.Index) -> int:
@@ -506,12 +511,7 @@ class MemoryStore:
         labels: set[int] = set()
         path = self.index_path(game)
         if path.exists():
-            index = hnswlib.Index(space="cosine", dim=self.dim)
-            try:
-                index.load_index(str(path))
-            except Exception as exc:
-                raise MemoryStoreError(f"index file {path} is unreadable ({exc}); {REBUILD_HINT}") from None
-            labels = {int(x) for x in index.get_ids_list()}
+            labels = {int(x) for x in self._read_index_file(path).get_ids_list()}
         return {"rows": len(ids), "indexed": len(labels), "missing": len(ids - labels), "stale": len(labels - ids)}
 
     # -- writing -------------------------------------------------------------------------
