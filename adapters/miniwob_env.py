@@ -96,6 +96,14 @@ class MiniWoBEnv:
         self._steps = 0
         self._roots: list = []
 
+    def select_instance(self, seed: int, index: int) -> None:
+        """Make the next :meth:`reset` play episode ``index`` (0-based) of a run with page seed ``seed``.
+
+        Its page seed is ``seed + index`` (``seed + index mod instances`` with ``instances`` > 0): the
+        problem episode ``index + 1`` of ``jitrl web --seed SEED`` plays, whatever ran before it.
+        """
+        self.seed, self.episode = seed, index
+
     def reset(self) -> tuple[str, dict[str, Any]]:
         """Start a new problem instance: (observation, info)."""
         from playwright.sync_api import Error as PlaywrightError

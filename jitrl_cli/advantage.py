@@ -7,11 +7,19 @@ action it took and its discounted return G:
     Q̂(s,a) = mean_{n ∈ N(s), a_n = a} G_n                          (action value)
     A(s,a) = Q̂(s,a) − V̂(s)                                          (advantage)
 
+With ``q_estimate="max"`` the action value is the best return seen after the action,
+Q̂(s,a) = max_{n ∈ N(s), a_n = a} G_n: the right estimate when the environment is
+deterministic (a Jericho game with a fixed seed replays the same way), where the
+best trajectory through (s, a) can simply be taken again; the mean would dilute
+it with every later exploratory episode that took a and then wandered off.
+
 A candidate never taken among the neighbours gets an exploration bonus:
 
     paper: Q̂(s,a) = V̂(s) + α/|N(s)|, applied with probability λ (else A = 0);
-    ucb:   A(s,a) += α·sqrt(ln(|N(s)|+1) / (n(a)+1)) for every candidate
-           (deterministic; n(a) = neighbours that took a, unseen actions get the most);
+    ucb:   A(s,a) += α·sqrt(ln(|N(s)|+m+1) / (n(a)+m(a)+1)) for every candidate
+           (deterministic; n(a) = neighbours that took a, m(a) = times a was already taken
+           from this state earlier in the running episode, m = Σ m(a); untried actions get
+           the most, so the agent stops looping between the same actions mid-episode);
     none:  A = 0 for unseen candidates.
 
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
@@ -25,6 +33,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+
+
+class QEstimate(str, Enum):
+    """How Q̂(s,a) aggregates the returns of the neighbours that took a."""
+
+    mean = "mean"
+    max = "max"
 
 
 class Exploration(str, Enum):
@@ -88,6 +103,8 @@ def estimate_advantages(
     alpha: float = 1.0,
     bonus_prob: float = 0.5,
     rng: np.random.Generator | None = None,
+    q_estimate: QEstimate | str = QEstimate.mean,
+    pending_counts: Sequence[int] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -99,34 +116,44 @@ def estimate_advantages(
         alpha: α, the bonus scale (score points).
         bonus_prob: λ, the probability of applying the paper's bonus to an unseen candidate.
         rng: random generator for the paper's bonus (required only for ``paper``).
+        q_estimate: ``mean`` (paper eq. 5) or ``max`` (best return, for deterministic games).
+        pending_counts: length n, m(a): times each candidate was taken from this state
+            earlier in the running episode (not yet in memory); used by ``ucb`` only.
 
     Returns:
-        An :class:`AdvantageEstimate`; with no neighbours every advantage is 0
-        (the posterior equals the prior).
+        An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb``, no earlier
+        visit in this episode) every advantage is 0: the posterior equals the prior.
 
     Raises:
-        ValueError: for an unknown exploration mode, or ``paper`` mode with λ > 0 and no rng.
+        ValueError: for an unknown exploration mode or Q estimate, or ``paper`` mode with λ > 0 and no rng.
     """
     exploration = Exploration(exploration)
+    best = QEstimate(q_estimate) is QEstimate.max
     n = len(candidates)
     keys = [normalize_action(a) for a in candidates]
     counts = np.zeros(n, dtype=np.int64)
     sums = np.zeros(n, dtype=np.float64)
+    maxima = np.full(n, -np.inf)
     raw = np.zeros(n, dtype=np.float64)
     q = np.full(n, np.nan)
     bonus = np.zeros(n, dtype=bool)
-    if not neighbours or n == 0:
+    pending = np.zeros(n, dtype=np.int64) if pending_counts is None else np.asarray(pending_counts, dtype=np.int64)
+    if pending.shape != (n,):
+        raise ValueError(f"pending_counts has shape {pending.shape}, expected ({n},)")
+    revisited = exploration is Exploration.ucb and pending.any()
+    if n == 0 or not (neighbours or revisited):
         return AdvantageEstimate(0.0, q, counts, raw, raw.copy(), bonus, len(neighbours))
 
-    value = float(np.mean([nb.ret for nb in neighbours]))
+    value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
     index = {key: i for i, key in enumerate(keys)}
     for nb in neighbours:
         i = index.get(normalize_action(nb.action))
         if i is not None:
             counts[i] += 1
             sums[i] += nb.ret
+            maxima[i] = max(maxima[i], nb.ret)
     seen = counts > 0
-    q[seen] = sums[seen] / counts[seen]
+    q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
     raw[seen] = q[seen] - value
 
     n_nb = len(neighbours)
@@ -139,7 +166,7 @@ def estimate_advantages(
                 raw[i] = q[i] - value
                 bonus[i] = True
     elif exploration is Exploration.ucb and alpha > 0:
-        extra = alpha * np.sqrt(math.log(n_nb + 1) / (counts + 1))
+        extra = alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
         raw = raw + extra
         bonus[:] = True
         q[~seen] = value + extra[~seen]

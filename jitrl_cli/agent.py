@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -14,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from adapters.base import Environment
-from jitrl_cli.advantage import Exploration, Neighbour, estimate_advantages
+from jitrl_cli.advantage import Exploration, Neighbour, QEstimate, estimate_advantages, normalize_action
 from jitrl_cli.prompt import TranscriptPrompt
+from jitrl_cli.reflection import StepEvaluator, StepRewards, Transition, combine
 from jitrl_cli.retrieval import retrieve
 from jitrl_cli.returns import discounted_returns, novelty_rewards, step_rewards
 from jitrl_cli.scoring import CandidateScorer
@@ -45,6 +47,9 @@ class AgentConfig:
             world-state hash) before the ANN neighbours.
         novelty: count-based exploration reward for reaching rarely visited world states
             (see :func:`jitrl_cli.returns.novelty_rewards`); 0 = game rewards only.
+        q_estimate: Q̂(s,a) as the mean (paper eq. 5) or the max of the neighbours' returns.
+        step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
+            their sum (both); see :mod:`jitrl_cli.reflection`.
     """
 
     beta: float = 3.0
@@ -62,6 +67,8 @@ class AgentConfig:
     seed: int = 0
     exact_match: bool = False
     novelty: float = 0.0
+    q_estimate: QEstimate = QEstimate.mean
+    step_rewards: StepRewards = StepRewards.env
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -101,6 +108,7 @@ class StepLog:
     reward: float = 0.0
     new_score: float = 0.0
     ret: float | None = None
+    llm_reward: float | None = None
     tokens_evaluated: int = 0
     prompt_tokens_evaluated: int = 0
     candidate_tokens_evaluated: int = 0
@@ -142,6 +150,7 @@ class EpisodeResult:
     model: str
     params: dict[str, Any]
     memory_steps: int
+    reflection_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -186,6 +195,7 @@ class Agent:
         self.config = config
         self.model_name = model_name
         self.n_ctx = n_ctx
+        self.evaluator = StepEvaluator(scorer, tokenize)
 
     def run_episode(self, env: Environment, namespace: str, episode: int, header: str, observer: Observer | None = None) -> EpisodeResult:
         """Play one episode of at most ``config.max_steps`` steps and store it in memory.
@@ -217,6 +227,7 @@ class Agent:
         logs: list[StepLog] = []
         records: list[StepRecord] = []
         scores: list[float] = []
+        taken: defaultdict[str, Counter] = defaultdict(Counter)  # state → actions taken there this episode
         terminated = truncated = False
         for t in range(cfg.max_steps):
             candidates = list(dict.fromkeys(info.get("candidates") or []))
@@ -236,8 +247,10 @@ class Agent:
                 neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
+            here = taken[info.get("state_hash") or key]
             est = estimate_advantages(
-                candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng
+                candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng,
+                q_estimate=cfg.q_estimate, pending_counts=[here[normalize_action(a)] for a in candidates],
             )
             # prior from the LLM
             cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
@@ -251,6 +264,7 @@ class Agent:
             post_p = np.exp(log_softmax(z_post))
             timings["update"] = time.perf_counter() - t0
             action = candidates[chosen]
+            here[normalize_action(action)] += 1
             # environment step
             t0 = time.perf_counter()
             next_obs, _reward, terminated, truncated, next_info = env.step(action)
@@ -295,6 +309,17 @@ class Agent:
         # rewards and returns (paper §3: G_t = Σ γ^{u−t} r_u; no reward substitution)
         died = bool(info.get("game_over")) and terminated
         rewards = step_rewards(scores, initial_score=initial_score, died=died, death_penalty=cfg.death_penalty)
+        llm_rewards = None
+        t0 = time.perf_counter()
+        if use_memory and StepRewards(cfg.step_rewards) is not StepRewards.env and logs:
+            after = [l.observation for l in logs[1:]] + [obs]
+            llm_rewards = self.evaluator.rewards(
+                [Transition(l.observation, l.action, nxt, l.reward) for l, nxt in zip(logs, after)]
+            )
+            for log, r in zip(logs, llm_rewards):
+                log.llm_reward = r
+        reflection_seconds = time.perf_counter() - t0
+        rewards = combine(rewards, llm_rewards, cfg.step_rewards)
         if use_memory and cfg.novelty and records:
             next_states = [r.world_hash for r in records[1:]] + [info.get("state_hash")]
             counts = self.store.world_hash_counts(namespace, next_states)
@@ -311,6 +336,7 @@ class Agent:
             "exploration": Exploration(cfg.exploration).value, "alpha": cfg.alpha, "bonus_prob": cfg.bonus_prob,
             "death_penalty": cfg.death_penalty, "max_steps": cfg.max_steps, "seed": cfg.seed,
             "exact_match": cfg.exact_match, "novelty": cfg.novelty,
+            "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
         }
         episode_id = None
         t0 = time.perf_counter()
@@ -340,6 +366,7 @@ class Agent:
             timings_mean={k: statistics.fmean([l.timings.get(k, 0.0) for l in logs]) for k in keys},
             memory_write_seconds=write_seconds, model=self.model_name, params=params,
             memory_steps=self.store.count_steps(namespace) if self.store is not None else 0,
+            reflection_seconds=reflection_seconds,
         )
         if observer is not None:
             observer.on_episode_end(result, logs)

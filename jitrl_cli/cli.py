@@ -53,6 +53,8 @@ def play(
     death_penalty: float = options.DEATH_PENALTY,
     exact_match: bool = options.EXACT_MATCH,
     novelty: float = options.NOVELTY,
+    q_estimate: str = options.Q_ESTIMATE,
+    step_rewards: str = options.STEP_REWARDS,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
     greedy: bool = options.GREEDY,
     no_learn: bool = options.NO_LEARN,
@@ -72,7 +74,7 @@ def play(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -114,13 +116,15 @@ def play(
 
 def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
-                 max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0):
+                 max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
+                 q_estimate: str = "mean", step_rewards: str = "env"):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
         UserError: one line naming the first invalid option.
     """
-    from jitrl_cli.advantage import Exploration
+    from jitrl_cli.advantage import Exploration, QEstimate
+    from jitrl_cli.reflection import StepRewards
     from jitrl_cli.agent import AgentConfig
 
     require(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
@@ -132,10 +136,12 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     require(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
     require(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
     require(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
+    require(q_estimate in {q.value for q in QEstimate}, f"--q-estimate must be mean or max, got {q_estimate!r}")
+    require(step_rewards in {m.value for m in StepRewards}, f"--step-rewards must be env, llm or both, got {step_rewards!r}")
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                       novelty=novelty)
+                       novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards))
 
 
 @games_app.command("download")

@@ -23,7 +23,7 @@ def _pm(d: dict[str, float], seeds: int) -> str:
 def summary_table(summary: dict[str, Any]) -> Table:
     """The arm comparison of a summary (see :mod:`jitrl_cli.report`)."""
     p = summary["params"]
-    table = Table(title=f"{p.get('game', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
+    table = Table(title=f"{p.get('game') or p.get('task', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
     for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step"):
         table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
     for arm, s in summary["arms"].items():
@@ -45,7 +45,10 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
 
 
 def eval_(
-    game: str = typer.Argument(..., help="Game name (e.g. zork1) or story file."),
+    ctx: typer.Context,
+    game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Web suite instead of a game: miniwob (with --tasks; --max-steps then defaults to 10)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MiniWoB++ tasks for --suite miniwob, evaluated one after another."),
     episodes: int = typer.Option(50, "--episodes", "-n", help="Episodes per arm and seed."),
     max_steps: int = typer.Option(60, "--max-steps", help="Steps per episode."),
     arms: str = typer.Option("jitrl,static", "--arms", help="Comma list: jitrl (the update), static (β = 0, no memory)."),
@@ -65,6 +68,8 @@ def eval_(
     death_penalty: float = options.DEATH_PENALTY,
     exact_match: bool = options.EXACT_MATCH,
     novelty: float = options.NOVELTY,
+    q_estimate: str = options.Q_ESTIMATE,
+    step_rewards: str = options.STEP_REWARDS,
     greedy: bool = options.GREEDY,
     n_ctx: int = options.N_CTX,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
@@ -87,14 +92,20 @@ def eval_(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards)
+    if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
+        from jitrl_cli.web_eval import eval_suite
+
+        return eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes,
+                          arms=arm_names, seeds=seeds, model=model, n_ctx=n_ctx, force=force, json_out=json_out, ctx=ctx)
     rom = resolve_game(game, rom_dir, offer_download=False)
     model_path = resolve_model_path(model)
     params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
               "seed": seed, "model": model_path.name, "beta": beta, "gamma": gamma, "k": k,
               "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
-              "exact_match": exact_match, "novelty": novelty}
+              "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
+              "step_rewards": step_rewards}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
@@ -132,4 +143,8 @@ def report(
 
     if not out.is_dir():
         raise UserError(f"no eval directory {out}")
+    from jitrl_cli.web_eval import is_suite_dir, print_suite_summary, write_suite_report
+
+    if is_suite_dir(out):  # `jitrl eval --suite` output: every task and the aggregate
+        return print_suite_summary(write_suite_report(out), json_out)
     _print_summary(write_report(out), json_out)

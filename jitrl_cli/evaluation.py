@@ -127,6 +127,8 @@ def run_eval(
     base_config: AgentConfig,
     embedder: Embedder,
     on_episode: Callable[[Run, EpisodeResult | None, int], None] | None = None,
+    before_episode: Callable[[Run, int], None] | None = None,
+    record_fields: Callable[[Run, EpisodeResult], dict[str, Any]] | None = None,
 ) -> None:
     """Play every missing episode, round-robin over runs (episode 1 of every run, then episode 2, …).
 
@@ -142,6 +144,10 @@ def run_eval(
         embedder: the memory's embedder.
         on_episode: called after each episode as ``(run, result, done_in_run)``; with
             ``result=None`` once per run for the episodes already done (resume).
+        before_episode: called as ``(run, episode)`` just before episode ``episode`` (1-based) of
+            ``run`` is played, e.g. to choose its problem instance so that every arm sees the same
+            problems and a resumed run the same ones as an uninterrupted run.
+        record_fields: extra fields ``(run, result) -> dict`` merged into each logged episode object.
     """
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     agents: dict[Run, Agent] = {}
@@ -164,8 +170,10 @@ def run_eval(
             for run in runs:
                 if done[run] >= e:
                     continue
+                if before_episode is not None:
+                    before_episode(run, e)
                 result = agents[run].run_episode(env, namespace, e, header)
-                record = result.to_json() | {"arm": run.arm, "seed": run.seed}
+                record = result.to_json() | (record_fields(run, result) if record_fields else {}) | {"arm": run.arm, "seed": run.seed}
                 with open(episodes_path(out, run), "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
                 done[run] = e

@@ -1,6 +1,9 @@
 """`jitrl report`: learning curves and the arm comparison, from an eval directory's episode logs.
 
-Per arm, with S seeds and the score x[s, e] of seed s in episode e (e = 1…E, only
+The measure x is the episode's ``score`` (Jericho: the game score at the end), or, when the
+run's ``run.json`` says ``"measure": "success"`` (web tasks, see :mod:`jitrl_cli.web_eval`),
+its success as 0/1 (the logged ``success``, else ``victory``); the summary names it in
+``measure``. Per arm, with S seeds and x[s, e] of seed s in episode e (e = 1…E, only
 episodes every seed finished):
 
     curve_mean[e], curve_std[e]   mean and standard deviation over seeds of x[:, e]
@@ -11,6 +14,9 @@ episodes every seed finished):
     normalized                    average / max_score (the game's maximum)
     auc                           area under the mean curve by the trapezoid rule, divided by
                                   E − 1 (so a flat curve at c has auc c); auc_normalized = auc / max_score
+    mean_score, success_rate      mean ``score`` and fraction of ``victory`` episodes, over the same episodes
+
+For the ``success`` measure max_score is 1, so normalized = average.
 """
 
 from __future__ import annotations
@@ -43,19 +49,41 @@ def load_runs(out: Path) -> dict[str, dict[int, list[dict[str, Any]]]]:
     return arms
 
 
+MEASURES = {"score": "score", "success": "success rate"}  # measure → axis label
+
+
+def episode_value(row: dict[str, Any], measure: str) -> float:
+    """The value of one logged episode object under ``measure`` (see the module docstring)."""
+    if measure == "success":
+        return float(bool(row.get("success", row.get("victory"))))
+    return float(row["score"])
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def summarize(out: Path) -> dict[str, Any]:
-    """Compute the summary (see the module docstring) of every arm in ``out``."""
+def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
+    """Compute the summary (see the module docstring) of every arm in ``out``.
+
+    Args:
+        measure: ``score`` or ``success``; default: ``run.json``'s ``measure``, else ``score``.
+
+    Raises:
+        UserError: no episode logs, or an unknown measure.
+    """
     runs = load_runs(out)
     params = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    summary: dict[str, Any] = {"out": str(out), "params": params, "arms": {}}
+    measure = measure or params.get("measure", "score")
+    if measure not in MEASURES:
+        raise UserError(f"unknown measure {measure!r} in {out / 'run.json'} (expected {' or '.join(MEASURES)})")
+    summary: dict[str, Any] = {"out": str(out), "params": params, "measure": measure, "arms": {}}
     for arm, seeds in runs.items():
         n = min(len(rows) for rows in seeds.values())
-        scores = np.array([[r["score"] for r in rows[:n]] for rows in seeds.values()], dtype=float)  # (S, E)
-        max_score = next((r["max_score"] for rows in seeds.values() for r in rows if r.get("max_score")), None)
+        scores = np.array([[episode_value(r, measure) for r in rows[:n]] for rows in seeds.values()], dtype=float)  # (S, E)
+        counted = [r for rows in seeds.values() for r in rows[:n]]
+        max_score = 1.0 if measure == "success" else next(
+            (r["max_score"] for rows in seeds.values() for r in rows if r.get("max_score")), None)
         curve = scores.mean(axis=0)
         last = min(10, n)
         auc = float(np.trapezoid(curve) / (n - 1)) if n > 1 else float(curve[0])
@@ -72,34 +100,56 @@ def summarize(out: Path) -> dict[str, Any]:
             "auc": auc,
             "auc_normalized": auc / max_score if max_score else None,
             "seconds_per_step_median": statistics.median(steps) if steps else None,
+            "mean_score": float(np.mean([r["score"] for r in counted])),
+            "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
         }
     return summary
 
 
-def plot(summary: dict[str, Any], path: Path) -> Path:
-    """Write ``curve.png``: score per episode per arm, mean line with a ±1 std band over seeds."""
+def plot_curves(arms: dict[str, dict[str, Any]], path: Path, *, title: str, ylabel: str, unit: str = "",
+                success: bool = False) -> Path:
+    """Write a learning-curve PNG: per arm the mean curve (``curve_mean``) with a ±1 std band (``curve_std``) over seeds.
+
+    Args:
+        arms: arm name → a summary with ``episodes``, ``seeds``, ``curve_mean``, ``curve_std`` (length ``episodes``).
+        path: the PNG to write.
+        title, ylabel: plot texts; unit: appended to each legend entry (e.g. "3 tasks × ").
+        success: the measure is a rate: y axis fixed to [0, 1].
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for arm, s in summary["arms"].items():
+    for arm, s in arms.items():
         x = np.arange(1, s["episodes"] + 1)
         mean, std = np.array(s["curve_mean"]), np.array(s["curve_std"])
-        line, = ax.plot(x, mean, marker="o" if len(x) <= 20 else None, label=f"{arm} (n={len(s['seeds'])} seeds)")
+        line, = ax.plot(x, mean, marker="o" if len(x) <= 20 else None, label=f"{arm} ({unit}{len(s['seeds'])} seeds)")
         if len(s["seeds"]) > 1:
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    game = summary["params"].get("game", "")
-    ax.set_title(f"jitrl eval {game}: score per episode (mean ± std over seeds)")
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("episode")
-    ax.set_ylabel("score")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    if success:
+        ax.set_ylim(-0.05, 1.05)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot(summary: dict[str, Any], path: Path) -> Path:
+    """Write ``curve.png``: the measure per episode per arm, mean line with a ±1 std band over seeds."""
+    p = summary["params"]
+    name = p.get("game") or "/".join(str(p[k]) for k in ("suite", "task") if p.get(k))
+    label = MEASURES[summary.get("measure", "score")]
+    return plot_curves(summary["arms"], path, title=f"jitrl eval {name}: {label} per episode (mean ± std over seeds)",
+                       ylabel=label, success=summary.get("measure") == "success")
 
 
 def write_report(out: Path) -> dict[str, Any]:

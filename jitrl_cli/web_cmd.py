@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,13 +63,110 @@ def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: O
         require(task is None and tasks is None, "--task-id (WebArena) cannot be combined with --task/--tasks")
         return []
     require(suite == "miniwob", f"--suite must be miniwob (WebArena runs by --task-id), got {suite!r}")
-    names = [t.strip() for t in (tasks.split(",") if tasks else [task] if task else []) if t and t.strip()]
+    names = miniwob_tasks(tasks.split(",") if tasks else [task] if task else [])
     require(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
+    return names
+
+
+def miniwob_tasks(names: list[str]) -> list[str]:
+    """MiniWoB task names, stripped, blanks and repeats dropped, each checked against the task list.
+
+    Returns:
+        the names in their first-seen order (``[]`` when none is given).
+
+    Raises:
+        AdapterError: one line naming the first unknown task and some similar ones.
+    """
     from adapters.miniwob_env import task_path
 
+    names = list(dict.fromkeys(t.strip() for t in names if t and t.strip()))
     for name in names:
         task_path(name)  # AdapterError for unknown tasks
-    return list(dict.fromkeys(names))
+    return names
+
+
+@dataclass
+class WebSession:
+    """A headless Chromium with the model that scores the candidate actions of web tasks.
+
+    Shared by ``jitrl web`` and ``jitrl eval --suite``: one browser and one model for every
+    task, environment and agent of a run. ``close()`` closes the scorer and the model, and the
+    browser when the session started it.
+    """
+
+    browser: Any
+    llm: Any
+    scorer: Any
+    header: str = HEADER
+    own_browser: bool = True
+
+    def agent(self, embedder: Any, store: Any, config: Any) -> Any:
+        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
+        from jitrl_cli.agent import Agent
+
+        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
+
+    def miniwob_env(self, task: str, max_steps: int, seed: int = 0, instances: int = 0) -> Any:
+        """A :class:`adapters.miniwob_env.MiniWoBEnv` for ``task`` in this session's browser (close it after use)."""
+        from adapters.miniwob_env import MiniWoBEnv
+
+        return MiniWoBEnv(task, self.browser, max_steps=max_steps, seed=seed, instances=instances)
+
+    def close(self) -> None:
+        """Close the scorer, the model and (when owned) the browser."""
+        try:
+            self.scorer.close()
+            self.llm.close()
+        finally:
+            if self.own_browser:
+                self.browser.close()
+
+
+def start_browser(chromium: Optional[Path]) -> Any:
+    """Start headless Chromium (``--chromium``, else $JITRL_CHROMIUM, Playwright's, /usr/bin/chromium).
+
+    Raises:
+        AdapterError: one line (``apt-get install chromium``) when no browser is found or it fails to start.
+    """
+    from adapters.browser import Browser
+
+    return Browser(str(chromium) if chromium else None)
+
+
+def open_web_session(model_path: Path, n_ctx: int, browser: Any, own_browser: bool = True) -> WebSession:
+    """Load the model (a path from :func:`jitrl_cli.llm.resolve_model_path`) and its scorer for ``browser``.
+
+    On failure the model is closed, and the browser too when ``own_browser``.
+
+    Raises:
+        UserError: a bad model file (one line).
+    """
+    from jitrl_cli.llm import LlamaModel
+    from jitrl_cli.scoring import CandidateScorer
+
+    llm = None
+    try:
+        llm = LlamaModel(model_path, n_ctx=n_ctx)
+        scorer = CandidateScorer(llm)
+    except BaseException:
+        try:
+            if llm is not None:
+                llm.close()
+        finally:
+            if own_browser:
+                browser.close()
+        raise
+    return WebSession(browser, llm, scorer, HEADER, own_browser)
+
+
+def episode_fields(task: str, suite: str, result: Any, env: Any) -> dict[str, Any]:
+    """The web fields added to an episode's JSON object (``jitrl web --json`` and the eval logs).
+
+    ``success`` is the episode's ``victory`` (MiniWoB: raw reward > 0), ``blocked_requests`` counts
+    the requests the origin allow-list aborted so far in this environment.
+    """
+    return {"task": task, "suite": suite, "success": bool(result.victory), "goal": env.goal,
+            "blocked_requests": len(env.guard.blocked)}
 
 
 def success_table(results: list[tuple[str, Any]]) -> Any:
@@ -118,12 +216,9 @@ def web(
     """Run the JitRL agent on MiniWoB++ tasks (offline) or a WebArena task (live sites) in headless Chromium."""
     from rich.console import Console
 
-    from adapters.browser import Browser
-    from jitrl_cli.agent import Agent
     from jitrl_cli.cli import agent_config
-    from jitrl_cli.llm import LlamaModel, resolve_model_path
+    from jitrl_cli.llm import resolve_model_path
     from jitrl_cli.paths import default_memory_dir
-    from jitrl_cli.scoring import CandidateScorer
     from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
@@ -146,42 +241,39 @@ def web(
         wa_env = WebArenaEnv(task_id, dataset, config, out, chromium=str(chromium) if chromium else None, max_steps=steps)
         browser = wa_env.browser
     else:
-        browser = Browser(str(chromium) if chromium else None)
-    model_path = resolve_model_path(model)
+        browser = start_browser(chromium)
 
-    store = llm = scorer = None
+    store = session = None
     console = Console()
     live = console.is_terminal and not json_out
     logger = StepLogger(log_dir) if log_dir else None
     results: list[tuple[str, Any]] = []
     try:
+        model_path = resolve_model_path(model)
         embedder = get_embedder()
         store = MemoryStore(memory or default_memory_dir(), embedder)
-        llm = LlamaModel(model_path, n_ctx=n_ctx)
-        scorer = CandidateScorer(llm)
-        agent = Agent(scorer, llm.tokenize, embedder, store, cfg, llm.name, llm.n_ctx)
+        session = open_web_session(model_path, n_ctx, browser, own_browser=False)
+        agent = session.agent(embedder, store, cfg)
         for name in names or [f"webarena-{task_id}"]:
             if wa_env is not None:
                 env, namespace, suite_name = wa_env, wa_env.namespace, "webarena"
             else:
-                from adapters.miniwob_env import NAMESPACE, MiniWoBEnv
+                from adapters.miniwob_env import NAMESPACE
 
-                env, namespace, suite_name = MiniWoBEnv(name, browser, max_steps=steps, seed=seed, instances=instances), NAMESPACE, "miniwob"
+                env, namespace, suite_name = session.miniwob_env(name, steps, seed, instances), NAMESPACE, "miniwob"
             try:
                 if live:
                     with LiveView(console, f"{suite_name}/{name}", episodes, steps) as view:
                         observer = Observers(view, logger)
                         for e in range(1, episodes + 1):
-                            results.append((name, agent.run_episode(env, namespace, e, HEADER, observer)))
+                            results.append((name, agent.run_episode(env, namespace, e, session.header, observer)))
                     continue
                 observer = Observers(logger)
                 for e in range(1, episodes + 1):
-                    result = agent.run_episode(env, namespace, e, HEADER, observer)
+                    result = agent.run_episode(env, namespace, e, session.header, observer)
                     results.append((name, result))
                     if json_out:
-                        row = result.to_json()
-                        row.update(task=name, suite=suite_name, success=bool(result.victory), goal=env.goal,
-                                   blocked_requests=len(env.guard.blocked))
+                        row = result.to_json() | episode_fields(name, suite_name, result, env)
                         if wa_env is not None:
                             row.update(out_dir=str(wa_env.ep_dir), eval_status=str(getattr(wa_env.result, "status", "")))
                         sys.stdout.write(json.dumps(row) + "\n")
@@ -195,10 +287,13 @@ def web(
             console.print(summary_table([r for _, r in results]))
             console.print(success_table(results))
     finally:
-        if wa_env is not None:
-            wa_env.close()
-        else:
-            browser.close()
-        for resource in (scorer, llm, store):
-            if resource is not None:
-                resource.close()
+        try:
+            if session is not None:
+                session.close()  # the scorer and the model; the browser is closed below
+        finally:
+            if wa_env is not None:
+                wa_env.close()
+            else:
+                browser.close()
+            if store is not None:
+                store.close()

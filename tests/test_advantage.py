@@ -61,3 +61,31 @@ def test_ucb_is_deterministic_and_favours_unseen():
 def test_paper_mode_needs_rng():
     with pytest.raises(ValueError):
         estimate_advantages(["a", "c"], [nb("a", 1.0)], exploration="paper", bonus_prob=0.5)
+
+
+def test_max_q_estimate_keeps_the_best_return_of_an_action():
+    # a took the 10-point path once and wandered off twice; the mean would rank it below b
+    neighbours = [nb("a", 10.0), nb("a", 0.0), nb("a", 0.0), nb("b", 4.0)]
+    mean = estimate_advantages(["a", "b"], neighbours, exploration="none")
+    best = estimate_advantages(["a", "b"], neighbours, exploration="none", q_estimate="max")
+    assert mean.q == pytest.approx([10 / 3, 4.0]) and mean.normalized[1] > mean.normalized[0]
+    assert best.value == pytest.approx(3.5)  # V̂ stays the mean of all neighbours
+    assert best.q == pytest.approx([10.0, 4.0])
+    assert best.raw == pytest.approx([6.5, 0.5]) and best.normalized == pytest.approx([1.0, 0.5 / 6.5])
+    with pytest.raises(ValueError):
+        estimate_advantages(["a"], neighbours, exploration="none", q_estimate="median")
+
+
+def test_ucb_counts_actions_already_taken_earlier_in_the_episode():
+    # no memory yet, but the agent is back in a state where it already went north twice
+    est = estimate_advantages(["north", "south", "open door"], [], exploration="ucb", pending_counts=[2, 0, 0])
+    assert est.normalized == pytest.approx([1 / 3 ** 0.5, 1.0, 1.0])
+    # with neighbours, n(a) + m(a) is what counts
+    est = estimate_advantages(["a", "b"], [nb("a", 0.0), nb("b", 0.0)], exploration="ucb", pending_counts=[0, 3])
+    assert est.raw[0] > est.raw[1]
+    # other modes ignore them; no memory and no revisit means no advantage at all
+    assert not estimate_advantages(["a", "b"], [], exploration="paper", pending_counts=[1, 0],
+                                   rng=np.random.default_rng(0)).normalized.any()
+    assert not estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[0, 0]).normalized.any()
+    with pytest.raises(ValueError):
+        estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[1])

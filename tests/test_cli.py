@@ -55,6 +55,8 @@ def test_no_learn_leaves_memory_untouched(tmp_path):
         (["play", "zork1", "--episodes", "0"], "--episodes must be at least 1"),
         (["play", "zork1", "--gamma", "2"], "--gamma must be in [0, 1]"),
         (["play", "zork1", "--exploration", "wild"], "--exploration must be"),
+        (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean or max"),
+        (["play", "zork1", "--step-rewards", "human"], "--step-rewards must be env, llm or both"),
         (["play", "zork1", "--episodes", "many"], "Invalid value for '--episodes'"),
         (["play", "/tmp/definitely/missing.z5"], "story file not found"),
     ],
@@ -98,3 +100,35 @@ def test_novelty_and_exact_match_shape_the_stored_returns(tmp_path):
         rewards = [r[0] for r in db.execute("SELECT reward FROM steps WHERE episode_id = 1 ORDER BY step")]
     # zork1 gives no points in 6 steps, so every reward is the bonus: 1 for a new state, less for revisits
     assert rewards[0] == pytest.approx(1.0) and all(0 < r <= 1.0 for r in rewards)
+
+
+@pytest.mark.slow
+def test_llm_step_rewards_replace_or_join_the_game_rewards(tmp_path):
+    logs = tmp_path / "logs"
+    for mode in ("llm", "both"):
+        mem = tmp_path / mode
+        proc = run_cli("play", "zork1", "--episodes", "1", "--max-steps", "5", "--json", "--memory", str(mem),
+                       "--step-rewards", mode, "--log-dir", str(logs / mode), "--gamma", "0.5")
+        assert proc.returncode == 0, proc.stderr
+        e = json.loads(proc.stdout)
+        assert e["params"]["step_rewards"] == mode and e["reflection_seconds"] > 0
+        rows = [json.loads(x) for f in sorted((logs / mode).glob("*.jsonl")) for x in f.read_text().splitlines()]
+        judged = [r["llm_reward"] for r in rows]
+        game = [r["new_score"] - r["score"] for r in rows]
+        assert len(judged) == 5 and all(-1 < j < 1 for j in judged) and len(set(judged)) > 1
+        with sqlite3.connect(mem / "memory.sqlite") as db:
+            stored = [r for r in db.execute("SELECT reward, ret FROM steps ORDER BY step")]
+        expected = judged if mode == "llm" else [j + g for j, g in zip(judged, game)]
+        assert [r for r, _ in stored] == pytest.approx(expected)
+        # the returns are the discounted sums of those rewards
+        assert stored[3][1] == pytest.approx(expected[3] + 0.5 * expected[4])
+
+
+@pytest.mark.slow
+def test_max_q_estimate_is_recorded_and_used(tmp_path):
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork1", "--episodes", "2", "--max-steps", "4", "--json", "--memory", str(mem),
+                   "--q-estimate", "max", "--exact-match")
+    assert proc.returncode == 0, proc.stderr
+    episodes = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [e["params"]["q_estimate"] for e in episodes] == ["max", "max"] and episodes[1]["retrieval_steps"] > 0

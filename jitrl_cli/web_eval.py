@@ -1,0 +1,359 @@
+"""`jitrl eval --suite miniwob --tasks A,B,C`: the arms × seeds × episodes eval on MiniWoB++ tasks.
+
+Layout of a suite directory ``OUT``::
+
+    run.json                       the suite's settings: suite, tasks, arms, seeds, episodes, model, agent options
+    <task>/                        a complete eval directory per task (see :mod:`jitrl_cli.evaluation`):
+        run.json                   the suite's settings with ``task`` instead of ``tasks``
+        episodes/<arm>-seed<s>.jsonl, memory/<arm>-seed<s>/ (fresh per arm, seed and task),
+        summary.json, curve.png    written by :func:`jitrl_cli.report.write_report`
+    summary.json, curve.png        the aggregate over tasks (:func:`write_suite_report`)
+
+How it runs: tasks one after another, each with :func:`jitrl_cli.evaluation.run_eval` (round-robin
+over the arms × seeds, resumable: re-running the same command plays only the missing episodes of
+every task; when none is missing the model and browser are not even started). One headless
+Chromium and one model serve every task (:class:`jitrl_cli.web_cmd.WebSession`, as ``jitrl web``).
+Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
+whatever the arm: the problem ``jitrl web --task T --seed s`` plays in its episode e. So arms are
+compared on the same problems, and a resumed run plays the same problems as an uninterrupted one.
+The memory namespace is ``miniwob``, as for ``jitrl web``. The Jericho-only options (``--rom-dir``,
+``--death-penalty``, ``--valid-actions-timeout``) do not apply; ``--max-steps`` defaults to 10.
+
+Measure: every logged episode carries ``jitrl web --json``'s fields: ``score`` = the page's raw
+reward in [−1, 1] (0 when the step limit ends the episode), ``success`` = score > 0, ``task``,
+``suite``, ``goal``, ``blocked_requests``. Summaries and curves use success (0/1), so every curve
+is a success rate per episode (``"measure": "success"`` in both summaries; ``mean_score`` is the
+mean raw reward).
+
+The aggregate ``OUT/summary.json``::
+
+    out, suite, measure ("success"), measure_description, params (OUT/run.json), plot
+    tasks:          task → arm → {episodes, seeds, average, final, last10 (mean ± std over seeds),
+                    best, auc, mean_score, success_rate}, copied from OUT/<task>/summary.json
+    tasks_missing:  tasks of run.json that have no episode logs yet
+    arms:           arm → {tasks, seeds, episodes, curve_mean, curve_std, average, final, last10,
+                    auc, mean_score, success_rate, seconds_per_step_median}
+
+For an arm, with the tasks and seeds it has logs for, E = the fewest episodes any (task, seed)
+finished and x[t, s, e] the success of task t, seed s, episode e: y[s, e] = mean over tasks of
+x[t, s, e]; curve_mean[e] = mean over seeds of y[:, e] (the success rate per episode averaged over
+tasks: the mean learning curve), curve_std[e] = its standard deviation over seeds; average, final
+and last10 (the last min(10, E) episodes) are taken per seed from y, then mean ± std over seeds;
+auc is the trapezoid area under curve_mean / (E − 1). Errors are one line (:class:`UserError`,
+:class:`adapters.base.AdapterError`, exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jitrl_cli.errors import UserError, require
+
+SUITES = ("miniwob",)
+MEASURE = "success"
+MEASURE_DESCRIPTION = ("success rate: the fraction of episodes that succeed (MiniWoB raw reward > 0, "
+                       "the `success` of `jitrl web --json`), per episode, mean over seeds and tasks")
+MINIWOB_MAX_STEPS = 10  # as `jitrl web` (and BrowserGym)
+
+
+def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[str]:
+    """Check the web form's arguments and return the task names.
+
+    Args:
+        game: the GAME argument (must be None with --suite).
+        suite: ``--suite`` (only ``miniwob``).
+        tasks: ``--tasks``, a comma list of MiniWoB task names.
+
+    Returns:
+        the task names, in order, repeats dropped.
+
+    Raises:
+        UserError: GAME together with --suite/--tasks, no GAME and no --suite, --tasks without
+            --suite, --suite without --tasks, an unknown suite or ``webarena``.
+        AdapterError: an unknown MiniWoB task (as ``jitrl web --tasks``).
+    """
+    from jitrl_cli.web_cmd import miniwob_tasks
+
+    if game is not None:
+        raise UserError(f"give either GAME ({game}) or --suite miniwob --tasks A,B, not both")
+    require(suite is not None or tasks is not None, "give a GAME (e.g. zork1) or --suite miniwob --tasks A,B")
+    require(suite is not None, "--tasks needs --suite miniwob")
+    require(suite != "webarena", "eval supports only --suite miniwob: WebArena needs live sites "
+            "(run its tasks with `jitrl web --task-id N`)")
+    require(suite in SUITES, f"--suite must be miniwob, got {suite!r}")
+    names = miniwob_tasks(tasks.split(",")) if tasks else []
+    require(bool(names), "--suite miniwob needs --tasks A,B,C (MiniWoB task names, e.g. click-button,enter-text)")
+    return names
+
+
+def option_given(ctx: Any, name: str) -> bool:
+    """Whether option ``name`` (a parameter name) of the command run in ``ctx`` (a ``typer.Context``) was given.
+
+    Without a context (a direct call) every option counts as given.
+    """
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms: list[str], seeds: int,
+                 model_name: str) -> dict[str, Any]:
+    """The suite's ``run.json``: the settings a resumed run must repeat.
+
+    Every field of the jitrl arm's :class:`~jitrl_cli.agent.AgentConfig` is included (enums by
+    value), except ``learn`` (set per arm) and ``death_penalty`` (MiniWoB episodes are never lost);
+    ``seed`` is the first seed.
+    """
+    agent = {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(config).items()
+             if k not in ("learn", "death_penalty")}
+    return {"suite": suite, "tasks": tasks, "episodes": episodes, "arms": arms, "seeds": seeds,
+            "model": model_name, "measure": MEASURE, **agent}
+
+
+def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
+    """A task directory's ``run.json``: the suite's settings with ``task`` instead of ``tasks``.
+
+    Keeping the task list out lets a suite grow (``--force``) without invalidating finished tasks.
+    """
+    return {k: v for k, v in params.items() if k != "tasks"} | {"task": task}
+
+
+def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config: Any, out: Path, episodes: int,
+               arms: list[str], seeds: int, model: Path | None, n_ctx: int, force: bool, json_out: bool,
+               ctx: Any = None) -> dict[str, Any]:
+    """Run (or resume) the suite eval into ``out``, write every report and print the aggregate.
+
+    Args:
+        game, suite, tasks: the raw arguments (checked by :func:`suite_tasks`).
+        config: the jitrl arm's validated AgentConfig from ``jitrl eval``'s options; its
+            ``max_steps`` is replaced by 10 unless --max-steps was given, ``death_penalty`` by 0.
+        out: the suite directory (layout in the module docstring).
+        episodes, seeds: per task, arm and seed; seeds are ``config.seed``, ``config.seed + 1``, ….
+        arms: arm names from :func:`jitrl_cli.evaluation.parse_arms`.
+        model: ``--model`` (None: the default model); n_ctx: the model's context size.
+        force: continue in ``out`` (and its task directories) even if they hold other settings.
+        json_out: print the aggregate summary as JSON (nothing else on stdout); else a table.
+        ctx: the ``typer.Context`` of ``jitrl eval``, to tell a given --max-steps from its default
+            (None: ``config.max_steps`` is used as given).
+
+    Returns:
+        the aggregate summary (see the module docstring).
+
+    Raises:
+        UserError / AdapterError: bad arguments, a run with other settings in ``out``, no
+            browser, a bad model (all before any episode is played).
+    """
+    from jitrl_cli.evaluation import Run, check_run_file, episodes_path, read_episodes
+    from jitrl_cli.llm import resolve_model_path
+
+    names = suite_tasks(game, suite, tasks)
+    require(config.step_rewards == "env", "--step-rewards llm|both judges text-adventure steps; web suites use env")
+    config = dataclasses.replace(config, death_penalty=0.0,
+                                 max_steps=config.max_steps if option_given(ctx, "max_steps") else MINIWOB_MAX_STEPS)
+    model_path = resolve_model_path(model)
+    params = suite_params(suite, names, config, episodes, arms, seeds, model_path.name)
+    check_run_file(out, params, force)
+    for name in names:
+        check_run_file(out / name, task_params(params, name), force)
+    runs = [Run(arm, config.seed + i) for arm in arms for i in range(seeds)]
+    pending = [n for n in names if any(len(read_episodes(episodes_path(out / n, r))) < episodes for r in runs)]
+    if pending:
+        _play(out, suite, names, pending, runs, episodes, config, model_path, n_ctx, json_out)
+    summary = write_suite_report(out)
+    print_suite_summary(summary, json_out)
+    return summary
+
+
+def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: list[Any], episodes: int, config: Any,
+          model_path: Path, n_ctx: int, json_out: bool) -> None:
+    """Play the missing episodes of the ``pending`` tasks, with a progress bar (stderr, terminals only)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from adapters.miniwob_env import NAMESPACE
+    from jitrl_cli.evaluation import run_eval
+    from jitrl_cli.web_cmd import episode_fields, open_web_session, start_browser
+    from memories.embedding import get_embedder
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    bar = progress.add_task(f"eval {suite}", total=len(names) * len(runs) * episodes)
+    progress.advance(bar, (len(names) - len(pending)) * len(runs) * episodes)  # finished tasks
+    session = open_web_session(model_path, n_ctx, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
+    embedder = get_embedder()
+    try:
+        with progress:
+            for name in pending:
+                env = session.miniwob_env(name, config.max_steps, seed=config.seed)
+
+                def on_episode(run, result, done, name=name):
+                    if result is None:
+                        progress.advance(bar, done)
+                        return
+                    verdict = "success" if result.victory else "failure"
+                    progress.update(bar, advance=1, description=f"eval {suite} · {name} · {run.name} ep {done}: {verdict}")
+                    if not console.is_terminal and not json_out:
+                        print(f"{name} {run.name} episode {done}: reward {result.score:g}, {verdict} in {result.steps} steps",
+                              file=sys.stderr, flush=True)
+
+                try:
+                    run_eval(out=out / name, runs=runs, episodes=episodes, namespace=NAMESPACE, header=session.header,
+                             env=env, make_agent=lambda cfg, store: session.agent(embedder, store, cfg),
+                             base_config=config, embedder=embedder, on_episode=on_episode,
+                             before_episode=lambda run, e, env=env: env.select_instance(run.seed, e - 1),
+                             record_fields=lambda run, result, env=env, name=name: episode_fields(name, suite, result, env))
+                finally:
+                    env.close()
+    finally:
+        session.close()
+
+
+def is_suite_dir(out: Path) -> bool:
+    """Whether ``out`` was written by ``jitrl eval --suite`` (its run.json lists ``tasks``)."""
+    path = out / "run.json"
+    try:
+        return path.is_file() and "tasks" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _has_logs(task_dir: Path) -> bool:
+    from jitrl_cli.evaluation import read_episodes
+
+    return any(read_episodes(p) for p in sorted((task_dir / "episodes").glob("*.jsonl")))
+
+
+def _mean_std(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The aggregate summary of a suite directory (fields in the module docstring); writes nothing.
+
+    Args:
+        task_summaries: task → its summary (from :func:`jitrl_cli.report.summarize`), for the
+            tasks that have logs; computed here when not given.
+
+    Raises:
+        UserError: ``out`` is not a suite directory, or no task has episode logs yet.
+    """
+    from jitrl_cli.report import episode_value, load_runs, summarize
+
+    require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
+    params = json.loads((out / "run.json").read_text())
+    names = list(params["tasks"])
+    if task_summaries is None:
+        task_summaries = {n: summarize(out / n, MEASURE) for n in names if _has_logs(out / n)}
+    if not task_summaries:
+        raise UserError(f"no episode logs in {out}/<task>/episodes; run `jitrl eval --suite ... --out {out}` first")
+    logs = {n: load_runs(out / n) for n in task_summaries}  # task → arm → seed → rows
+    found = [a for n in logs for a in logs[n]]
+    arm_names = list(dict.fromkeys([a for a in params.get("arms", []) if a in found] + found))
+    keys = ("episodes", "seeds", "average", "final", "last10", "best", "auc", "mean_score", "success_rate")
+    summary: dict[str, Any] = {
+        "out": str(out), "suite": params.get("suite"), "measure": MEASURE, "measure_description": MEASURE_DESCRIPTION,
+        "params": params,
+        "tasks": {n: {a: {k: s[k] for k in keys} for a, s in task_summaries[n]["arms"].items()} for n in task_summaries},
+        "tasks_missing": [n for n in names if n not in task_summaries],
+        "arms": {},
+    }
+    for arm in arm_names:
+        included = [n for n in logs if arm in logs[n]]
+        seeds = sorted(set.intersection(*(set(logs[n][arm]) for n in included)))
+        if not seeds:
+            continue
+        e = min(len(logs[n][arm][s]) for n in included for s in seeds)
+        rows = [[logs[n][arm][s][:e] for s in seeds] for n in included]  # (T, S) lists of E rows
+        x = np.array([[[episode_value(r, MEASURE) for r in rs] for rs in per_task] for per_task in rows])  # (T, S, E)
+        y = x.mean(axis=0)  # (S, E): per seed, averaged over tasks
+        curve = y.mean(axis=0)
+        last = min(10, e)
+        counted = [r for per_task in rows for rs in per_task for r in rs]
+        steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
+        summary["arms"][arm] = {
+            "tasks": included, "seeds": seeds, "episodes": e,
+            "curve_mean": curve.tolist(), "curve_std": y.std(axis=0).tolist(),
+            "average": _mean_std(y.mean(axis=1)), "final": _mean_std(y[:, -1]),
+            "last10": _mean_std(y[:, -last:].mean(axis=1)),
+            "auc": float(np.trapezoid(curve) / (e - 1)) if e > 1 else float(curve[0]),
+            "mean_score": float(np.mean([r["score"] for r in counted])),
+            "success_rate": float(x.mean()),
+            "seconds_per_step_median": statistics.median(steps) if steps else None,
+        }
+    return summary
+
+
+def plot_suite(summary: dict[str, Any], path: Path) -> Path:
+    """Write the aggregate ``curve.png``: per arm, the success rate per episode averaged over tasks (± std over seeds)."""
+    from jitrl_cli.report import plot_curves
+
+    title = (f"jitrl eval {summary['suite']}: success rate per episode, mean over {len(summary['tasks'])} tasks"
+             " (± std over seeds)")
+    arms = summary["arms"]
+    unit = f"{len(next(iter(arms.values()))['tasks'])} tasks × " if arms else ""
+    return plot_curves(arms, path, title=title, ylabel="success rate", unit=unit, success=True)
+
+
+def write_suite_report(out: Path) -> dict[str, Any]:
+    """Re-render every task that has logs (its summary.json and curve.png) and the aggregate; return the aggregate.
+
+    Raises:
+        UserError: see :func:`summarize_suite`.
+    """
+    from jitrl_cli.report import write_report
+
+    require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
+    names = json.loads((out / "run.json").read_text())["tasks"]
+    summary = summarize_suite(out, {n: write_report(out / n) for n in names if _has_logs(out / n)})
+    summary["plot"] = str(plot_suite(summary, out / "curve.png"))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def suite_table(summary: dict[str, Any]) -> Any:
+    """A Rich table: one row per task and arm, then the mean over tasks per arm."""
+    from rich.table import Table
+
+    def pm(d: dict[str, float], n: int) -> str:
+        return f"{d['mean']:.2f}±{d['std']:.2f}" if n > 1 else f"{d['mean']:.2f}"
+
+    p = summary["params"]
+    table = Table(title=f"{summary['suite']}: {len(p.get('tasks', []))} tasks × {p.get('seeds', '?')} seeds × "
+                        f"{p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps — success rate")
+    for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
+        table.add_column(col, justify="left" if col in ("task", "arm") else "right", no_wrap=True)
+    for name, arms in summary["tasks"].items():
+        for arm, s in arms.items():
+            n = len(s["seeds"])
+            table.add_row(name, arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
+                          pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+    for arm, s in summary["arms"].items():
+        n = len(s["seeds"])
+        table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
+                      pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+    missing = f"; not started: {', '.join(summary['tasks_missing'])}" if summary["tasks_missing"] else ""
+    table.caption = ("success rate (raw reward > 0); mean ± std over seeds; mean = over tasks; "
+                     f"reward = mean raw reward in [−1, 1]{missing}")
+    return table
+
+
+def print_suite_summary(summary: dict[str, Any], json_out: bool) -> None:
+    """Print the aggregate: JSON on stdout, or the table and the plot's path."""
+    if json_out:
+        print(json.dumps(summary))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(suite_table(summary))
+    console.print(f"plot: {summary['plot']}")

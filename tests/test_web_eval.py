@@ -1,0 +1,195 @@
+"""`jitrl eval --suite miniwob --tasks ...` and `jitrl report` on a suite directory: a real tiny run
+(real model, real headless Chromium), resumed; the aggregate's arithmetic; one-line errors."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from jitrl_cli.web_eval import summarize_suite
+from memories.embedding import HashedNgramEmbedder
+from memories.store import MemoryStore
+from tests.conftest import run_cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TASKS = ["click-button", "enter-text"]
+
+
+def _suite_args(out, *extra):
+    return ["eval", "--suite", "miniwob", "--tasks", ",".join(TASKS), "--episodes", "2", "--seeds", "1",
+            "--arms", "jitrl,static", "--out", str(out), "--json", *extra]
+
+
+def _logs(task_dir):
+    return {p.stem: [json.loads(x) for x in p.read_text().splitlines()]
+            for p in sorted((task_dir / "episodes").glob("*.jsonl"))}
+
+
+def _line_counts(out):
+    return {str(p.relative_to(out)): len(p.read_text().splitlines()) for p in sorted(out.glob("*/episodes/*.jsonl"))}
+
+
+def _png_ok(path):
+    import matplotlib.pyplot as plt
+
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert plt.imread(path).shape[0] > 100
+
+
+@pytest.mark.slow
+def test_suite_eval_tiny_run_resume_and_report(tmp_path):
+    out = tmp_path / "suite"
+    t0 = time.monotonic()
+    proc = run_cli(*_suite_args(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # --json: the aggregate and nothing else
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["suite"] == "miniwob" and summary["measure"] == "success"
+    assert "success rate" in summary["measure_description"]
+    assert summary["params"]["tasks"] == TASKS and summary["params"]["max_steps"] == 10  # MiniWoB's default
+    assert summary["tasks_missing"] == [] and list(summary["tasks"]) == TASKS
+    _png_ok(out / "curve.png")
+
+    task_curves = {}
+    for task in TASKS:
+        d = out / task
+        params = json.loads((d / "run.json").read_text())
+        assert params["task"] == task and "tasks" not in params and params["measure"] == "success"
+        ts = json.loads((d / "summary.json").read_text())
+        assert ts["measure"] == "success" and set(ts["arms"]) == {"jitrl", "static"}
+        _png_ok(d / "curve.png")
+        logs = _logs(d)
+        assert set(logs) == {"jitrl-seed0", "static-seed0"}
+        for name, rows in logs.items():
+            assert [r["episode"] for r in rows] == [1, 2]
+            for r in rows:  # the fields of `jitrl web --json`
+                assert r["task"] == task and r["suite"] == "miniwob" and r["game"] == "miniwob"
+                assert r["success"] == (r["score"] > 0) and -1 <= r["score"] <= 1 and 1 <= r["steps"] <= 10
+                assert r["arm"] == name.split("-")[0] and r["blocked_requests"] == 0
+        # both arms play the same problem instances (page seed = seed + episode − 1)
+        assert [r["goal"] for r in logs["jitrl-seed0"]] == [r["goal"] for r in logs["static-seed0"]]
+        assert logs["static-seed0"][1]["params"]["beta"] == 0
+        # a fresh memory per arm and seed, inside the task's directory
+        with MemoryStore(d / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+            assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {r["uuid"] for r in logs["jitrl-seed0"]}
+        assert not (d / "memory" / "static-seed0").exists()
+        for arm, s in ts["arms"].items():
+            successes = [float(r["success"]) for r in logs[f"{arm}-seed0"]]
+            assert s["curve_mean"] == successes and s["episodes"] == 2
+            row = summary["tasks"][task][arm]
+            assert row["average"]["mean"] == pytest.approx(np.mean(successes))
+            assert row["final"]["mean"] == successes[-1] and row["last10"]["mean"] == pytest.approx(np.mean(successes))
+            assert row["mean_score"] == pytest.approx(np.mean([r["score"] for r in logs[f"{arm}-seed0"]]))
+            task_curves.setdefault(arm, []).append(successes)
+    for arm, curves in task_curves.items():  # the mean learning curve over tasks
+        a = summary["arms"][arm]
+        assert a["tasks"] == TASKS and a["seeds"] == [0] and a["episodes"] == 2
+        assert a["curve_mean"] == pytest.approx(np.mean(curves, axis=0).tolist())
+        assert a["average"]["mean"] == pytest.approx(np.mean(curves))
+        assert a["final"]["mean"] == pytest.approx(np.mean([c[-1] for c in curves]))
+    first_run = time.monotonic() - t0
+
+    # re-running the finished suite plays nothing (and starts neither model nor browser)
+    counts = _line_counts(out)
+    assert sum(counts.values()) == 8
+    t0 = time.monotonic()
+    again = run_cli(*_suite_args(out))
+    assert again.returncode == 0, again.stderr
+    assert _line_counts(out) == counts and json.loads(again.stdout)["arms"] == summary["arms"]
+    assert time.monotonic() - t0 < 15
+
+    # an episode lost to a kill (memory written, log line not) is replayed on the same problem
+    log = out / "enter-text" / "episodes" / "jitrl-seed0.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[1][:20])  # episode 2's line torn mid-write
+    resumed = run_cli(*_suite_args(out), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _line_counts(out) == counts
+    rows = _logs(out / "enter-text")["jitrl-seed0"]
+    assert rows[0] == json.loads(lines[0]) and rows[1]["goal"] == json.loads(lines[1])["goal"]
+    with MemoryStore(out / "enter-text" / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+        assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {r["uuid"] for r in rows}
+
+    # `jitrl report` re-renders the aggregate and every task
+    for png in (out / "curve.png", out / "click-button" / "curve.png"):
+        png.unlink()
+    rep = run_cli("report", str(out), "--json")
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(rep.stdout) == json.loads((out / "summary.json").read_text())
+    _png_ok(out / "curve.png")
+    _png_ok(out / "click-button" / "curve.png")
+    table = run_cli("report", str(out)).stdout
+    assert "click-button" in table and "enter-text" in table and "mean" in table and "success rate" in table
+    task_rep = run_cli("report", str(out / "click-button"), "--json")
+    assert task_rep.returncode == 0 and json.loads(task_rep.stdout)["measure"] == "success"
+
+    # other settings in the same directory are refused (the task list is a setting of the suite)
+    other = run_cli(*[a if a != ",".join(TASKS) else "click-button" for a in _suite_args(out)])
+    assert other.returncode == 2 and "holds a run with other settings (tasks)" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert first_run < 120
+
+
+def _write_log(path, arm, seed, successes, task):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"arm": arm, "seed": seed, "episode": e + 1, "score": 1.0 if s else -1.0, "max_score": 1.0, "success": s,
+             "victory": s, "task": task, "uuid": f"{task}{arm}{seed}{e}", "seconds_per_step_median": 0.1}
+            for e, s in enumerate(successes)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_suite_summary_arithmetic(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"suite": "miniwob", "tasks": ["a", "b", "c"], "arms": ["jitrl"],
+                                                   "episodes": 3, "seeds": 2, "measure": "success"}))
+    for task in ("a", "b"):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "run.json").write_text(json.dumps({"suite": "miniwob", "task": task, "measure": "success"}))
+    _write_log(tmp_path / "a" / "episodes" / "jitrl-seed0.jsonl", "jitrl", 0, [False, True, True], "a")
+    _write_log(tmp_path / "a" / "episodes" / "jitrl-seed1.jsonl", "jitrl", 1, [False, False, True], "a")
+    _write_log(tmp_path / "b" / "episodes" / "jitrl-seed0.jsonl", "jitrl", 0, [True, True, True], "b")
+    _write_log(tmp_path / "b" / "episodes" / "jitrl-seed1.jsonl", "jitrl", 1, [False, True], "b")  # unfinished
+    s = summarize_suite(tmp_path)
+    assert s["tasks_missing"] == ["c"] and list(s["tasks"]) == ["a", "b"]
+    assert s["tasks"]["a"]["jitrl"]["average"] == {"mean": pytest.approx(0.5), "std": pytest.approx(1 / 6)}
+    assert s["tasks"]["b"]["jitrl"]["episodes"] == 2  # only episodes every seed finished
+    j = s["arms"]["jitrl"]
+    # y[seed] = mean over tasks: seed 0 [.5, 1], seed 1 [0, .5] (episode 3 is not finished by b/seed1)
+    assert j["episodes"] == 2 and j["tasks"] == ["a", "b"] and j["seeds"] == [0, 1]
+    assert j["curve_mean"] == [0.25, 0.75] and j["curve_std"] == [0.25, 0.25]
+    assert j["average"] == {"mean": 0.5, "std": 0.25} and j["final"] == {"mean": 0.75, "std": 0.25}
+    assert j["auc"] == pytest.approx(0.5) and j["success_rate"] == 0.5 and j["mean_score"] == 0.0
+    # `jitrl report` on a partial suite renders what exists and names what is missing
+    rep = run_cli("report", str(tmp_path), "--json")
+    assert rep.returncode == 0, rep.stderr
+    assert json.loads(rep.stdout)["tasks_missing"] == ["c"] and (tmp_path / "a" / "curve.png").exists()
+    assert (tmp_path / "curve.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["zork1", "--suite", "miniwob", "--tasks", "click-button"], "give either GAME (zork1) or --suite"),
+        (["--suite", "miniwob"], "--suite miniwob needs --tasks"),
+        (["--tasks", "click-button"], "--tasks needs --suite miniwob"),
+        ([], "give a GAME (e.g. zork1) or --suite miniwob --tasks"),
+        (["--suite", "webarena", "--tasks", "x"], "eval supports only --suite miniwob: WebArena needs live sites"),
+        (["--suite", "wob", "--tasks", "click-button"], "--suite must be miniwob, got 'wob'"),
+        (["--suite", "miniwob", "--tasks", "click-button,click-nothing"], "unknown MiniWoB task 'click-nothing'"),
+        (["--suite", "miniwob", "--tasks", "click-button", "--episodes", "0"], "must be at least 1"),
+        (["--suite", "miniwob", "--tasks", "click-button", "--step-rewards", "llm"], "web suites use env"),
+    ],
+)
+def test_suite_eval_bad_input_is_one_line(tmp_path, args, message):
+    proc = run_cli("eval", *args, "--out", str(tmp_path / "o"), timeout=60)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and proc.stdout == "" and err.startswith("error:") and message in err, err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_of_an_empty_suite_is_one_line(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"suite": "miniwob", "tasks": ["click-button"]}))
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no episode logs")
+    assert len(proc.stderr.strip().splitlines()) == 1
