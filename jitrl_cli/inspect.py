@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_cli.advantage import Exploration, estimate_advantages, normalize_action
+from jitrl_cli.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
 from jitrl_cli.errors import UserError
 from jitrl_cli.retrieval import as_neighbours, retrieve_steps
 from jitrl_cli.state_key import build_state_key
@@ -115,6 +115,7 @@ def inspect_state(
     exploration: Exploration = Exploration.none,
     alpha: float = 1.0,
     extra_actions: list[str] | None = None,
+    q_estimate: QEstimate = QEstimate.mean,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -129,7 +130,7 @@ def inspect_state(
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours] +
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
-                              rng=np.random.default_rng(0))
+                              rng=np.random.default_rng(0), q_estimate=q_estimate)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])))
@@ -138,4 +139,5 @@ def inspect_state(
     actions.sort(key=lambda r: (-r.normalized, -r.count, r.action))
     return Inspection(state.game, state.state_key, state.source, rows, est.value, actions,
                       {"k": k, "min_similarity": min_similarity, "beta": beta,
-                       "exploration": Exploration(exploration).value, "alpha": alpha})
+                       "exploration": Exploration(exploration).value, "alpha": alpha,
+                       "q_estimate": QEstimate(q_estimate).value})

@@ -172,13 +172,14 @@ def inspect(
     beta: float = typer.Option(3.0, "--beta", help="β used for the exp(β·Ã) column."),
     exploration: str = typer.Option("none", "--exploration", help="Bonus for candidates no neighbour took: none, ucb or paper (λ=1)."),
     alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
+    q_estimate: str = options.Q_ESTIMATE,
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The k nearest stored steps of a state and the Q̂, V̂, A table the agent would compute there.
 
     Without --state or --step: an overview of each game and its best actions."""
-    from jitrl_cli.advantage import Exploration
+    from jitrl_cli.advantage import Exploration, QEstimate
     from jitrl_cli.inspect import inspect_state, state_from_step, state_from_text
 
     if state is not None and step is not None:
@@ -189,6 +190,8 @@ def inspect(
         raise UserError(f"--min-similarity must be in [-1, 1], got {min_similarity}")
     if exploration not in {e.value for e in Exploration}:
         raise UserError(f"--exploration must be none, ucb or paper, got {exploration!r}")
+    if q_estimate not in {q.value for q in QEstimate}:
+        raise UserError(f"--q-estimate must be mean or max, got {q_estimate!r}")
     with _open(memory) as store:
         if state is None and step is None:
             _overview(store, game, json_out)
@@ -203,7 +206,8 @@ def inspect(
                 raise UserError(f"the memory holds several games ({', '.join(games)}); pick one with --game")
             target = state_from_text(store, games[0], state)
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
-                               exploration=Exploration(exploration), alpha=alpha, extra_actions=action)
+                               exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
+                               q_estimate=QEstimate(q_estimate))
         if json_out:
             print(json.dumps(result.to_json()))
             return

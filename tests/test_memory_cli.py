@@ -105,6 +105,12 @@ def test_inspect_computes_the_agents_q_v_and_advantage(known):
     assert rows["wait"]["normalized"] == pytest.approx(-1.5 / 3.5)
     assert rows["open door"]["weight"] == pytest.approx(np.exp(3.0))
     assert [a["action"] for a in out["actions"]][0] == "open door"
+    # --q-estimate max: Q̂(north) is its best return (1), not the mean (0.5); V̂ stays the mean
+    best = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--q-estimate", "max",
+                          "--json").stdout)
+    rows = {a["action"]: a for a in best["actions"]}
+    assert best["value"] == pytest.approx(1.5) and best["params"]["q_estimate"] == "max"
+    assert rows["north"]["q"] == pytest.approx(1.0) and rows["north"]["advantage"] == pytest.approx(-0.5)
     # the similarity threshold applies as in `play`
     none = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", "location: cave | nothing alike",
                           "--min-similarity", "0.9", "--json").stdout)
