@@ -14,6 +14,14 @@ Goal: scoring seconds ≤ 1.3 × limit (median over steps). With ``--sequential 
 the first N steps are also scored the naive way (each candidate alone from an empty
 cache) for comparison.
 
+The floor. A prefill computes output logits for one position per prompt; scoring needs
+them at the prompt's end and at every internal trie node, and each such row is a product
+with the whole output matrix (Gemma 3 270M: 262,144 × 640, tied to the Q8_0 token
+embeddings, i.e. 168 M multiply-adds per row, more than the 100 M of the transformer body
+per token). The bench measures that cost on the same build (8 positions decoded with logits
+at 1 versus at all 8 of them) and reports, per step, floor = limit + (rows − 1) × row cost:
+what exact full-vocabulary log-probabilities cost even with a perfect batch.
+
 Usage::
 
     python bench/scoring.py --steps 60 --json bench/results/scoring.json
@@ -26,6 +34,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +61,25 @@ def prefill_throughput(scorer: CandidateScorer, llm: LlamaModel, n_tokens: int, 
     return len(prompt) / best
 
 
+def output_row_cost(scorer: CandidateScorer, llm: LlamaModel, repeats: int = 9) -> float:
+    """Seconds one extra output-logit row costs: 8 decoded positions with logits at all 8 minus
+    at 1, divided by 7 (median of ``repeats``), after a 200-token prompt."""
+    prompt = llm.tokenize(" ".join(f"word{i}" for i in range(300)), True)[:200]
+    scorer.reset()
+    scorer.score(prompt, [[prompt[-1]]])
+    P = len(prompt)
+    times = {1: [], 8: []}
+    for _ in range(repeats):
+        for rows in (1, 8):
+            llm._lib.llama_memory_seq_rm(llm.memory, 0, P, -1)
+            entries = [(prompt[i], P + i, (0,), i >= 8 - rows) for i in range(8)]
+            t0 = time.perf_counter()
+            scorer._decode(entries)
+            times[rows].append(time.perf_counter() - t0)
+    scorer.reset()
+    return (statistics.median(times[8]) - statistics.median(times[1])) / 7
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", type=Path, default=Path(os.environ.get("JITRL_GAMES_DIR", "../shared/games")) / "zork1.z5")
@@ -66,6 +94,7 @@ def main() -> None:
     llm = LlamaModel(args.model or default_model_path(), n_ctx=4096)
     scorer = CandidateScorer(llm)
     tps = prefill_throughput(scorer, llm, args.prefill_tokens)
+    row_cost = output_row_cost(scorer, llm)
     env = JerichoEnv(args.game, max_steps=args.steps)
     rng = np.random.default_rng(args.seed)
     prompt = TranscriptPrompt(llm.tokenize, "The following is a transcript of an expert player of a text adventure game.", 3584)
@@ -85,6 +114,8 @@ def main() -> None:
             "new_prompt_tokens": result.prompt_tokens_evaluated, "candidate_tokens": result.candidate_tokens,
             "tokens_needed": needed, "tokens_evaluated": result.tokens_evaluated,
             "seconds": result.seconds, "limit_seconds": needed / tps, "ratio": result.seconds / (needed / tps),
+            "logit_rows": result.logit_rows,
+            "floor_ratio": (needed / tps + (result.logit_rows - 1) * row_cost) / (needed / tps),
         }
         if t < args.sequential:
             naive = scorer.score_sequential(tokens, cand_tokens)
@@ -112,6 +143,8 @@ def main() -> None:
         "tokens_evaluated_over_needed": round(sum(r["tokens_evaluated"] for r in steady) / sum(r["tokens_needed"] for r in steady), 3),
         "median_scoring_seconds": round(med("seconds"), 4), "median_limit_seconds": round(med("limit_seconds"), 4),
         "median_ratio_to_prefill_limit": round(med("ratio"), 3),
+        "output_row_seconds": round(row_cost, 4), "median_logit_rows": med("logit_rows"),
+        "median_floor_ratio": round(med("floor_ratio"), 3),
         "total_ratio_to_prefill_limit": round(sum(r["seconds"] for r in steady) / sum(r["limit_seconds"] for r in steady), 3),
         "first_step_seconds": round(rows[0]["seconds"], 3) if rows else None,
         "sequential_median_seconds": round(statistics.median(r["sequential_seconds"] for r in seq), 4) if seq else None,

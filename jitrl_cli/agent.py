@@ -8,13 +8,14 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import numpy as np
 
 from adapters.base import Environment
+from jitrl_cli.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.advantage import Exploration, Neighbour, QEstimate, estimate_advantages, normalize_action
 from jitrl_cli.prompt import TranscriptPrompt
 from jitrl_cli.reflection import StepEvaluator, StepRewards, Transition, combine
@@ -50,6 +51,8 @@ class AgentConfig:
         q_estimate: Q̂(s,a) as the mean (paper eq. 5) or the max of the neighbours' returns.
         step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
             their sum (both); see :mod:`jitrl_cli.reflection`.
+        returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the
+            remembered transitions between identical world states (backup; see :mod:`jitrl_cli.backup`).
     """
 
     beta: float = 3.0
@@ -69,6 +72,7 @@ class AgentConfig:
     novelty: float = 0.0
     q_estimate: QEstimate = QEstimate.mean
     step_rewards: StepRewards = StepRewards.env
+    returns: ReturnEstimate = ReturnEstimate.mc
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -216,8 +220,13 @@ class Agent:
         use_memory = cfg.learn and self.store is not None
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         t_episode = time.perf_counter()
+        backed: dict[int, float] = {}
+        t0 = time.perf_counter()
         if use_memory:
             self.store.refresh(namespace)
+            if ReturnEstimate(cfg.returns) is ReturnEstimate.backup:
+                backed = backed_up_returns(self.store.transitions(namespace), cfg.gamma)
+        backup_seconds = time.perf_counter() - t0
         prompt = TranscriptPrompt(self.tokenize, header, max_tokens=max(256, self.n_ctx - 512))
         t0 = time.perf_counter()
         obs, info = env.reset()
@@ -236,6 +245,8 @@ class Agent:
             timings: dict[str, float] = {}
             if t == 0:
                 timings["env_reset"] = reset_seconds
+                if backed:
+                    timings["backup"] = backup_seconds
             # state -> key -> embedding
             t0 = time.perf_counter()
             key = info.get("state_key") or build_state_key(info.get("location"), info.get("inventory", []), info.get("score"), obs)
@@ -245,6 +256,8 @@ class Agent:
             if use_memory:
                 world = info.get("state_hash") if cfg.exact_match else None
                 neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world)
+                if backed:
+                    neighbours = [replace(nb, ret=backed.get(nb.step_id, nb.ret)) for nb in neighbours]
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
             here = taken[info.get("state_hash") or key]
@@ -337,6 +350,7 @@ class Agent:
             "death_penalty": cfg.death_penalty, "max_steps": cfg.max_steps, "seed": cfg.seed,
             "exact_match": cfg.exact_match, "novelty": cfg.novelty,
             "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
+            "returns": ReturnEstimate(cfg.returns).value,
         }
         episode_id = None
         t0 = time.perf_counter()

@@ -55,6 +55,7 @@ def play(
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
+    returns: str = options.RETURNS,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
     greedy: bool = options.GREEDY,
     no_learn: bool = options.NO_LEARN,
@@ -74,7 +75,7 @@ def play(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -117,13 +118,14 @@ def play(
 def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
                  max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
-                 q_estimate: str = "mean", step_rewards: str = "env"):
+                 q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc"):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
         UserError: one line naming the first invalid option.
     """
     from jitrl_cli.advantage import Exploration, QEstimate
+    from jitrl_cli.backup import ReturnEstimate
     from jitrl_cli.reflection import StepRewards
     from jitrl_cli.agent import AgentConfig
 
@@ -138,10 +140,12 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     require(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
     require(q_estimate in {q.value for q in QEstimate}, f"--q-estimate must be mean or max, got {q_estimate!r}")
     require(step_rewards in {m.value for m in StepRewards}, f"--step-rewards must be env, llm or both, got {step_rewards!r}")
+    require(returns in {r.value for r in ReturnEstimate}, f"--returns must be mc or backup, got {returns!r}")
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                       novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards))
+                       novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards),
+                       returns=ReturnEstimate(returns))
 
 
 @games_app.command("download")

@@ -70,6 +70,7 @@ def eval_(
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
+    returns: str = options.RETURNS,
     greedy: bool = options.GREEDY,
     n_ctx: int = options.N_CTX,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
@@ -92,7 +93,7 @@ def eval_(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite
 
@@ -105,7 +106,7 @@ def eval_(
               "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
               "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
-              "step_rewards": step_rewards}
+              "step_rewards": step_rewards, "returns": returns}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)

@@ -86,6 +86,10 @@ def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return out
 
 
+# Settings added after runs were started: a run.json without them ran with this value.
+ADDED_SETTINGS = {"returns": "mc"}
+
+
 def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
     """Write ``run.json``, or check that a resumed run uses the same parameters.
 
@@ -95,7 +99,7 @@ def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
     path = out / "run.json"
     if path.exists() and not force:
         old = json.loads(path.read_text())
-        changed = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+        changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k)))
         if changed:
             raise UserError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"

@@ -8,6 +8,7 @@ step; the neighbours and the Q̂/V̂/A table come from the same retrieval
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from jitrl_cli.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
+from jitrl_cli.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.retrieval import as_neighbours, retrieve_steps
 from jitrl_cli.state_key import build_state_key
@@ -116,14 +118,21 @@ def inspect_state(
     alpha: float = 1.0,
     extra_actions: list[str] | None = None,
     q_estimate: QEstimate = QEstimate.mean,
+    returns: ReturnEstimate = ReturnEstimate.mc,
+    gamma: float = 0.5,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
     The candidates are the neighbours' actions plus ``extra_actions``. ``paper``
     exploration is stochastic, so it is shown with λ = 1 (every unseen candidate
-    gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes.
+    gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes. With
+    ``returns=backup`` each neighbour's return is its backed-up value Q̂(s_t, a_t) over the
+    remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`).
     """
     steps = retrieve_steps(store, state.game, state.vector, k, min_similarity)
+    if ReturnEstimate(returns) is ReturnEstimate.backup:
+        backed = backed_up_returns(store.transitions(state.game), gamma)
+        steps = [dataclasses.replace(h, ret=backed.get(h.id, h.ret)) for h in steps]
     neighbours = as_neighbours(steps)
     rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
@@ -140,4 +149,5 @@ def inspect_state(
     return Inspection(state.game, state.state_key, state.source, rows, est.value, actions,
                       {"k": k, "min_similarity": min_similarity, "beta": beta,
                        "exploration": Exploration(exploration).value, "alpha": alpha,
-                       "q_estimate": QEstimate(q_estimate).value})
+                       "q_estimate": QEstimate(q_estimate).value,
+                       "returns": ReturnEstimate(returns).value, "gamma": gamma})

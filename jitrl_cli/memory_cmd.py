@@ -173,6 +173,8 @@ def inspect(
     exploration: str = typer.Option("none", "--exploration", help="Bonus for candidates no neighbour took: none, ucb or paper (λ=1)."),
     alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
     q_estimate: str = options.Q_ESTIMATE,
+    returns: str = options.RETURNS,
+    gamma: float = typer.Option(0.5, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -180,6 +182,7 @@ def inspect(
 
     Without --state or --step: an overview of each game and its best actions."""
     from jitrl_cli.advantage import Exploration, QEstimate
+    from jitrl_cli.backup import ReturnEstimate
     from jitrl_cli.inspect import inspect_state, state_from_step, state_from_text
 
     if state is not None and step is not None:
@@ -192,6 +195,10 @@ def inspect(
         raise UserError(f"--exploration must be none, ucb or paper, got {exploration!r}")
     if q_estimate not in {q.value for q in QEstimate}:
         raise UserError(f"--q-estimate must be mean or max, got {q_estimate!r}")
+    if returns not in {r.value for r in ReturnEstimate}:
+        raise UserError(f"--returns must be mc or backup, got {returns!r}")
+    if not 0 <= gamma <= 1:
+        raise UserError(f"--gamma must be in [0, 1], got {gamma}")
     with _open(memory) as store:
         if state is None and step is None:
             _overview(store, game, json_out)
@@ -207,7 +214,7 @@ def inspect(
             target = state_from_text(store, games[0], state)
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
-                               q_estimate=QEstimate(q_estimate))
+                               q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma)
         if json_out:
             print(json.dumps(result.to_json()))
             return

@@ -19,6 +19,7 @@ DEATH_PENALTY = typer.Option(10.0, "--death-penalty", help="Reward subtracted wh
 EXACT_MATCH = typer.Option(False, "--exact-match", help="Retrieve steps from the identical world state (Jericho's state hash) first.")
 Q_ESTIMATE = typer.Option("mean", "--q-estimate", help="Q̂(s,a) from the neighbours' returns: mean (paper) or max (best return; deterministic games).")
 STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the returns: env (the game's), llm (the model judges each step after the episode) or both.")
+RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")

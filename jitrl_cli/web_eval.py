@@ -157,6 +157,7 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
 
     names = suite_tasks(game, suite, tasks)
     require(config.step_rewards == "env", "--step-rewards llm|both judges text-adventure steps; web suites use env")
+    require(config.returns == "mc", "--returns backup needs world-state hashes, which web pages do not have; web suites use mc")
     config = dataclasses.replace(config, death_penalty=0.0,
                                  max_steps=config.max_steps if option_given(ctx, "max_steps") else MINIWOB_MAX_STEPS)
     model_path = resolve_model_path(model)

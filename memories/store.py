@@ -679,6 +679,20 @@ class MemoryStore:
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
+    def transitions(self, game: str) -> list[tuple[int, int, str | None, str, float, float]]:
+        """Every stored step of ``game`` in episode order, for a value backup over the transition graph.
+
+        Returns:
+            rows (step id, episode id, world hash or None, action, reward r_t, return G_t), ordered by
+            episode and step, so that a row's successor state is the next row's world hash when
+            both belong to the same episode.
+        """
+        rows = self.read(
+            "SELECT id, episode_id, world_hash, action, reward, ret FROM steps WHERE game = ? ORDER BY episode_id, step",
+            (game,),
+        )
+        return [(int(r[0]), int(r[1]), r[2], r[3], float(r[4]), float(r[5])) for r in rows]
+
     def world_hash_counts(self, game: str, hashes: Iterable[str]) -> dict[str, int]:
         """How many stored steps of ``game`` were taken in each of these world states."""
         hashes = [h for h in dict.fromkeys(hashes) if h]
