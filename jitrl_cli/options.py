@@ -1,4 +1,12 @@
-"""Command-line options shared by `play`, `eval` and `web` (one definition, one help text, one default)."""
+"""Command-line options shared by `play`, `eval` and `web` (one definition, one help text, one default).
+
+The learning defaults of the game commands (`play`, `eval`, `memory inspect`) are the configuration
+measured best on zork1 and detective (bench/RESULTS.md, "Choosing the defaults"): exact world-state
+match, Q̂ = the best return, deterministic UCB exploration, γ 0.95, β 30, k 50. The paper's
+settings are `--no-exact-match --q-estimate mean --exploration paper --gamma 0.5 --beta 3 --k 10`.
+`jitrl web` and `eval --suite` keep the paper's settings (``WEB_DEFAULTS``), which the MiniWoB++
+runs of issue 4 measured.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,26 @@ import typer
 MODEL = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M).")
 MEMORY = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir).")
 ROM_DIR = typer.Option(None, "--rom-dir", help="Directory searched first for games.")
-BETA = typer.Option(3.0, "--beta", help="β: strength of the advantage update on the logits (0 = static policy).")
-GAMMA = typer.Option(0.5, "--gamma", help="γ: discount of the returns.")
-K = typer.Option(10, "--k", help="Neighbours retrieved per step.")
+WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean"}
+
+_BETA_HELP = "β: strength of the advantage update on the logits (0 = static policy)."
+_Q_HELP = "Q̂(s,a) from the neighbours' returns: max (best return; deterministic games) or mean (paper)."
+BETA = typer.Option(30.0, "--beta", help=_BETA_HELP)
+WEB_BETA = typer.Option(WEB_DEFAULTS["beta"], "--beta", help=_BETA_HELP)
+GAMMA = typer.Option(0.95, "--gamma", help="γ: discount of the returns.")
+WEB_GAMMA = typer.Option(WEB_DEFAULTS["gamma"], "--gamma", help=GAMMA.help)
+K = typer.Option(50, "--k", help="Neighbours retrieved per step.")
+WEB_K = typer.Option(WEB_DEFAULTS["k"], "--k", help=K.help)
 MIN_SIMILARITY = typer.Option(0.5, "--min-similarity", help="Cosine similarity threshold for neighbours.")
 TEMPERATURE = typer.Option(1.0, "--temperature", help="Temperature T of the prior logits.")
-EXPLORATION = typer.Option("paper", "--exploration", help="Bonus for unseen candidates: paper, ucb or none.")
+EXPLORATION = typer.Option("ucb", "--exploration", help="Bonus for unseen candidates: ucb (deterministic count bonus), paper or none.")
+WEB_EXPLORATION = typer.Option(WEB_DEFAULTS["exploration"], "--exploration", help=EXPLORATION.help)
 ALPHA = typer.Option(1.0, "--alpha", help="α: exploration bonus scale.")
 BONUS_PROB = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus.")
 DEATH_PENALTY = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost.")
-EXACT_MATCH = typer.Option(False, "--exact-match", help="Retrieve steps from the identical world state (Jericho's state hash) first.")
-Q_ESTIMATE = typer.Option("mean", "--q-estimate", help="Q̂(s,a) from the neighbours' returns: mean (paper) or max (best return; deterministic games).")
+EXACT_MATCH = typer.Option(True, "--exact-match/--no-exact-match", help="Retrieve steps from the identical world state (Jericho's state hash) first.")
+Q_ESTIMATE = typer.Option("max", "--q-estimate", help=_Q_HELP)
+WEB_Q_ESTIMATE = typer.Option(WEB_DEFAULTS["q_estimate"], "--q-estimate", help=_Q_HELP)
 STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the returns: env (the game's), llm (the model judges each step after the episode) or both.")
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")

@@ -94,6 +94,20 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
     return names
 
 
+def web_settings(ctx: Any) -> dict[str, Any]:
+    """The learning settings a suite uses where the command line gave none: `jitrl web`'s defaults
+    (the paper's, see :data:`jitrl_cli.options.WEB_DEFAULTS`) instead of the game commands', and no
+    exact match (web pages have no world-state hash)."""
+    from jitrl_cli.advantage import Exploration, QEstimate
+    from jitrl_cli.options import WEB_DEFAULTS
+
+    kinds = {"exploration": Exploration, "q_estimate": QEstimate}
+    out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
+    if not option_given(ctx, "exact_match"):
+        out["exact_match"] = False
+    return out
+
+
 def option_given(ctx: Any, name: str) -> bool:
     """Whether option ``name`` (a parameter name) of the command run in ``ctx`` (a ``typer.Context``) was given.
 
@@ -160,6 +174,7 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
     require(config.returns == "mc", "--returns backup needs world-state hashes, which web pages do not have; web suites use mc")
     config = dataclasses.replace(config, death_penalty=0.0,
                                  max_steps=config.max_steps if option_given(ctx, "max_steps") else MINIWOB_MAX_STEPS)
+    config = dataclasses.replace(config, **web_settings(ctx))
     model_path = resolve_model_path(model)
     params = suite_params(suite, names, config, episodes, arms, seeds, model_path.name)
     check_run_file(out, params, force)

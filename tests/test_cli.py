@@ -19,6 +19,9 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     assert len(lines) == 2
     episodes = [json.loads(line) for line in lines]
     assert [e["episode"] for e in episodes] == [1, 2]
+    # the game commands' measured defaults (bench/RESULTS.md, "Choosing the defaults")
+    assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match")} == {
+        "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True}
     for e in episodes:
         assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
         assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0
@@ -41,10 +44,11 @@ def test_play_two_episodes_json_and_memory(tmp_path):
 @pytest.mark.slow
 def test_no_learn_leaves_memory_untouched(tmp_path):
     mem = tmp_path / "mem"
-    proc = run_cli("play", "zork1", "--max-steps", "5", "--json", "--no-learn", "--memory", str(mem))
+    proc = run_cli("play", "zork1", "--max-steps", "5", "--json", "--no-learn", "--memory", str(mem), "--no-exact-match")
     assert proc.returncode == 0, proc.stderr
     e = json.loads(proc.stdout)
     assert e["params"]["beta"] == 0 and e["episode_id"] is None and e["memory_steps"] == 0
+    assert e["params"]["exact_match"] is False
 
 
 @pytest.mark.parametrize(
@@ -84,7 +88,8 @@ def test_help_lists_every_option_with_defaults():
     for option in ["--episodes", "--max-steps", "--model", "--memory", "--beta", "--gamma", "--k", "--temperature",
                    "--seed", "--greedy", "--no-learn", "--json", "--log-dir", "--rom-dir"]:
         assert option in proc.stdout, option
-    assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout
+    assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout and "default: 30.0" in proc.stdout
+    assert "--no-exact-match" in proc.stdout
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ def _assert_consistent(mem):
             report = store.check_index(game)
             assert report["stale"] == 0
             assert store.index_for(game).get_current_count() == store.count_steps(game)
-            assert store.query(game, np.ones(256, np.float32) / 16, k=3)
+            stored = np.frombuffer(store.read("SELECT embedding FROM steps WHERE game = ? LIMIT 1", (game,))[0][0], np.float32)
+            assert store.query(game, stored, k=3)[0].similarity == pytest.approx(1.0, abs=1e-3)  # the index answers
     return complete
 
 
