@@ -50,7 +50,7 @@ def eval_(
     suite: Optional[str] = typer.Option(None, "--suite", help="Web suite instead of a game: miniwob (with --tasks; --max-steps then defaults to 10)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MiniWoB++ tasks for --suite miniwob, evaluated one after another."),
     episodes: int = typer.Option(50, "--episodes", "-n", help="Episodes per arm and seed."),
-    max_steps: int = typer.Option(60, "--max-steps", help="Steps per episode."),
+    max_steps: int = typer.Option(60, "--max-steps", help="Steps per episode (with --suite: 10 unless given)."),
     arms: str = typer.Option("jitrl,static", "--arms", help="Comma list: jitrl (the update), static (β = 0, no memory)."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (seed, seed+1, …)."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
@@ -77,7 +77,10 @@ def eval_(
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
-    """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png."""
+    """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png.
+
+    With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
+    paper exploration, mean Q̂, no exact match."""
     from jitrl_cli.cli import agent_config
     from jitrl_cli.evaluation import Run, check_run_file, parse_arms, run_eval
     from jitrl_cli.llm import resolve_model_path
