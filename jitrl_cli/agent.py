@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -255,9 +255,7 @@ class Agent:
             neighbours: list[Neighbour] = []
             if use_memory:
                 world = info.get("state_hash") if cfg.exact_match else None
-                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world)
-                if backed:
-                    neighbours = [replace(nb, ret=backed.get(nb.step_id, nb.ret)) for nb in neighbours]
+                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world, backed)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
             here = taken[info.get("state_hash") or key]

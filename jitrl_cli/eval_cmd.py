@@ -57,7 +57,7 @@ def eval_(
     out: Path = typer.Option(..., "--out", help="Eval directory (created; re-running resumes it)."),
     model: Optional[Path] = options.MODEL,
     rom_dir: Optional[Path] = options.ROM_DIR,
-    beta: float = typer.Option(30.0, "--beta", help="β of the jitrl arm."),
+    beta: float = typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm."),
     gamma: float = options.GAMMA,
     k: int = options.K,
     min_similarity: float = options.MIN_SIMILARITY,

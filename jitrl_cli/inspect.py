@@ -8,7 +8,6 @@ step; the neighbours and the Q̂/V̂/A table come from the same retrieval
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -129,10 +128,8 @@ def inspect_state(
     ``returns=backup`` each neighbour's return is its backed-up value Q̂(s_t, a_t) over the
     remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`).
     """
-    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity)
-    if ReturnEstimate(returns) is ReturnEstimate.backup:
-        backed = backed_up_returns(store.transitions(state.game), gamma)
-        steps = [dataclasses.replace(h, ret=backed.get(h.id, h.ret)) for h in steps]
+    backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
+    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity, returns=backed)
     neighbours = as_neighbours(steps)
     rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]

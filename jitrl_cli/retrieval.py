@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from jitrl_cli.advantage import Neighbour
@@ -9,7 +11,8 @@ from memories.store import MemoryStore, RetrievedStep
 
 
 def retrieve_steps(
-    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None
+    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
+    returns: dict[int, float] | None = None,
 ) -> list[RetrievedStep]:
     """The neighbours N(s) of a state as stored steps: at most ``k`` with cosine similarity ≥ ``min_similarity``.
 
@@ -24,6 +27,8 @@ def retrieve_steps(
         k: maximum neighbours.
         min_similarity: threshold in [−1, 1].
         world_hash: exact-match key of the current state, or None for ANN only.
+        returns: step id → return to report instead of the stored G (the backed-up returns of
+            :func:`jitrl_cli.backup.backed_up_returns`); None keeps the stored returns.
 
     Returns:
         steps by decreasing similarity (action, reward, return G, episode, step, state key).
@@ -32,6 +37,8 @@ def retrieve_steps(
     if len(hits) < k:
         seen = {h.id for h in hits}
         hits += [h for h in store.query(namespace, vector, k=k, min_similarity=min_similarity) if h.id not in seen][: k - len(hits)]
+    if returns:
+        hits = [dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in hits]
     return hits
 
 
@@ -41,7 +48,8 @@ def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
 
 
 def retrieve(
-    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None
+    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
+    returns: dict[int, float] | None = None,
 ) -> list[Neighbour]:
     """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.advantage.estimate_advantages` (paper §4.1)."""
-    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash))
+    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns))
