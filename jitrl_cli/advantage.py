@@ -23,6 +23,14 @@ A candidate never taken among the neighbours gets an exploration bonus:
     none:  A = 0 for unseen candidates.
 
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
+
+Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
+in the running episode it led from this same world state, at the same score, straight back into
+a state already visited: it closed a cycle with nothing gained) gets Ã = −1 whatever its Q̂, and
+the other candidates are normalised among themselves. In a deterministic game, closing the cycle
+again would repeat it; blocking only the closing action lets the agent walk the cycle once more
+and try something new at its end. The max estimate's optimism otherwise locks the
+agent into such cycles: each action of the cycle once began a good trajectory elsewhere.
 """
 
 from __future__ import annotations
@@ -105,6 +113,7 @@ def estimate_advantages(
     rng: np.random.Generator | None = None,
     q_estimate: QEstimate | str = QEstimate.mean,
     pending_counts: Sequence[int] | None = None,
+    repeated: Sequence[bool] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -119,6 +128,8 @@ def estimate_advantages(
         q_estimate: ``mean`` (paper eq. 5) or ``max`` (best return, for deterministic games).
         pending_counts: length n, m(a): times each candidate was taken from this state
             earlier in the running episode (not yet in memory); used by ``ucb`` only.
+        repeated: length n, candidates that closed a cycle from this state earlier in the running
+            episode; they get Ã = −1 and the others are normalised among themselves.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb``, no earlier
@@ -138,9 +149,10 @@ def estimate_advantages(
     q = np.full(n, np.nan)
     bonus = np.zeros(n, dtype=bool)
     pending = np.zeros(n, dtype=np.int64) if pending_counts is None else np.asarray(pending_counts, dtype=np.int64)
-    if pending.shape != (n,):
-        raise ValueError(f"pending_counts has shape {pending.shape}, expected ({n},)")
-    revisited = exploration is Exploration.ucb and pending.any()
+    repeated = np.zeros(n, dtype=bool) if repeated is None else np.asarray(repeated, dtype=bool)
+    if pending.shape != (n,) or repeated.shape != (n,):
+        raise ValueError(f"pending_counts/repeated have shapes {pending.shape}/{repeated.shape}, expected ({n},)")
+    revisited = (exploration is Exploration.ucb and pending.any()) or repeated.any()
     if n == 0 or not (neighbours or revisited):
         return AdvantageEstimate(0.0, q, counts, raw, raw.copy(), bonus, len(neighbours))
 
@@ -171,6 +183,7 @@ def estimate_advantages(
         bonus[:] = True
         q[~seen] = value + extra[~seen]
 
-    scale = float(np.max(np.abs(raw))) if n else 0.0
+    scale = float(np.max(np.abs(raw[~repeated]))) if (~repeated).any() else 0.0
     normalized = raw / scale if scale > 0 else np.zeros(n)
+    normalized[repeated] = -1.0
     return AdvantageEstimate(value, q, counts, raw, normalized, bonus, n_nb)

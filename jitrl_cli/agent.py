@@ -53,6 +53,10 @@ class AgentConfig:
             their sum (both); see :mod:`jitrl_cli.reflection`.
         returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the
             remembered transitions between identical world states (backup; see :mod:`jitrl_cli.backup`).
+        fill_neighbours: with ``exact_match``, ANN neighbours also fill the places left by the
+            steps of the identical state (True), or only stand in for a state never visited (False).
+        avoid_cycles: an action that earlier in the episode led from the same world state (at the same
+            score) straight back into a state already visited gets the lowest advantage (see :func:`jitrl_cli.advantage.estimate_advantages`).
     """
 
     beta: float = 3.0
@@ -73,6 +77,8 @@ class AgentConfig:
     q_estimate: QEstimate = QEstimate.mean
     step_rewards: StepRewards = StepRewards.env
     returns: ReturnEstimate = ReturnEstimate.mc
+    fill_neighbours: bool = True
+    avoid_cycles: bool = False
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -237,6 +243,11 @@ class Agent:
         records: list[StepRecord] = []
         scores: list[float] = []
         taken: defaultdict[str, Counter] = defaultdict(Counter)  # state → actions taken there this episode
+        # cycle avoidance: (state, score) pairs seen this episode, and per pair the actions that led from it
+        # straight back into one of them
+        visited: set[tuple] = set()
+        closing: defaultdict[tuple, set] = defaultdict(set)
+        previous: tuple | None = None  # (state, score) and action of the last step
         terminated = truncated = False
         for t in range(cfg.max_steps):
             candidates = list(dict.fromkeys(info.get("candidates") or []))
@@ -255,13 +266,19 @@ class Agent:
             neighbours: list[Neighbour] = []
             if use_memory:
                 world = info.get("state_hash") if cfg.exact_match else None
-                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world, backed)
+                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world, backed,
+                                      cfg.fill_neighbours)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
             here = taken[info.get("state_hash") or key]
+            now = (info.get("state_hash") or key, info.get("score"))
+            if now in visited and previous is not None:
+                closing[previous[0]].add(previous[1])
+            visited.add(now)
             est = estimate_advantages(
                 candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng,
                 q_estimate=cfg.q_estimate, pending_counts=[here[normalize_action(a)] for a in candidates],
+                repeated=[cfg.avoid_cycles and normalize_action(a) in closing[now] for a in candidates],
             )
             # prior from the LLM
             cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
@@ -276,6 +293,7 @@ class Agent:
             timings["update"] = time.perf_counter() - t0
             action = candidates[chosen]
             here[normalize_action(action)] += 1
+            previous = (now, normalize_action(action))
             # environment step
             t0 = time.perf_counter()
             next_obs, _reward, terminated, truncated, next_info = env.step(action)
@@ -348,7 +366,8 @@ class Agent:
             "death_penalty": cfg.death_penalty, "max_steps": cfg.max_steps, "seed": cfg.seed,
             "exact_match": cfg.exact_match, "novelty": cfg.novelty,
             "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
-            "returns": ReturnEstimate(cfg.returns).value,
+            "returns": ReturnEstimate(cfg.returns).value, "avoid_cycles": cfg.avoid_cycles,
+            "fill_neighbours": cfg.fill_neighbours,
         }
         episode_id = None
         t0 = time.perf_counter()

@@ -52,6 +52,8 @@ def play(
     bonus_prob: float = options.BONUS_PROB,
     death_penalty: float = options.DEATH_PENALTY,
     exact_match: bool = options.EXACT_MATCH,
+    fill_neighbours: bool = options.FILL_NEIGHBOURS,
+    avoid_cycles: bool = options.AVOID_CYCLES,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -75,7 +77,8 @@ def play(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -118,7 +121,8 @@ def play(
 def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
                  max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
-                 q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc"):
+                 q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc", avoid_cycles: bool = False,
+                 fill_neighbours: bool = True):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
@@ -145,7 +149,8 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                        novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards),
-                       returns=ReturnEstimate(returns))
+                       returns=ReturnEstimate(returns), avoid_cycles=avoid_cycles,
+                       fill_neighbours=fill_neighbours)
 
 
 @games_app.command("download")

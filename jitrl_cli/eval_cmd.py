@@ -67,6 +67,8 @@ def eval_(
     bonus_prob: float = options.BONUS_PROB,
     death_penalty: float = options.DEATH_PENALTY,
     exact_match: bool = options.EXACT_MATCH,
+    fill_neighbours: bool = options.FILL_NEIGHBOURS,
+    avoid_cycles: bool = options.AVOID_CYCLES,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -80,7 +82,7 @@ def eval_(
     """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png.
 
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
-    paper exploration, mean Q̂, no exact match."""
+    paper exploration, mean Q̂, no exact match or cycle avoidance."""
     from jitrl_cli.cli import agent_config
     from jitrl_cli.evaluation import Run, check_run_file, parse_arms, run_eval
     from jitrl_cli.llm import resolve_model_path
@@ -96,7 +98,8 @@ def eval_(
     config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
+                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite
 
@@ -109,7 +112,8 @@ def eval_(
               "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
               "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
-              "step_rewards": step_rewards, "returns": returns}
+              "step_rewards": step_rewards, "returns": returns, "avoid_cycles": avoid_cycles,
+              "fill_neighbours": fill_neighbours}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)

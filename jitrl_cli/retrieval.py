@@ -12,13 +12,15 @@ from memories.store import MemoryStore, RetrievedStep
 
 def retrieve_steps(
     store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
-    returns: dict[int, float] | None = None,
+    returns: dict[int, float] | None = None, fill: bool = True,
 ) -> list[RetrievedStep]:
     """The neighbours N(s) of a state as stored steps: at most ``k`` with cosine similarity ≥ ``min_similarity``.
 
     With ``world_hash`` (the exact-match state key), steps taken in exactly the same
-    world state come first (similarity 1, most recent first) and the ANN neighbours
-    fill the remaining places.
+    world state come first (similarity 1, most recent first). The ANN neighbours fill the
+    remaining places (``fill``), or stand in only for a state never visited (``fill=False``):
+    similar states are other states, and under Q̂ = max one good return of an action
+    taken there would outrank what this very state's steps show.
 
     Args:
         store: the memory.
@@ -29,12 +31,13 @@ def retrieve_steps(
         world_hash: exact-match key of the current state, or None for ANN only.
         returns: step id → return to report instead of the stored G (the backed-up returns of
             :func:`jitrl_cli.backup.backed_up_returns`); None keeps the stored returns.
+        fill: with ``world_hash``, whether ANN neighbours fill the places the exact steps left.
 
     Returns:
         steps by decreasing similarity (action, reward, return G, episode, step, state key).
     """
     hits = store.query_exact(namespace, world_hash, k) if world_hash else []
-    if len(hits) < k:
+    if len(hits) < k and (fill or not hits):
         seen = {h.id for h in hits}
         hits += [h for h in store.query(namespace, vector, k=k, min_similarity=min_similarity) if h.id not in seen][: k - len(hits)]
     if returns:
@@ -49,7 +52,7 @@ def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
 
 def retrieve(
     store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
-    returns: dict[int, float] | None = None,
+    returns: dict[int, float] | None = None, fill: bool = True,
 ) -> list[Neighbour]:
     """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.advantage.estimate_advantages` (paper §4.1)."""
-    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns))
+    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns, fill))

@@ -97,14 +97,15 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
 def web_settings(ctx: Any) -> dict[str, Any]:
     """The learning settings a suite uses where the command line gave none: `jitrl web`'s defaults
     (the paper's, see :data:`jitrl_cli.options.WEB_DEFAULTS`) instead of the game commands', and no
-    exact match (web pages have no world-state hash)."""
+    exact match or cycle avoidance (web pages have no world-state hash)."""
     from jitrl_cli.advantage import Exploration, QEstimate
     from jitrl_cli.options import WEB_DEFAULTS
 
     kinds = {"exploration": Exploration, "q_estimate": QEstimate}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
-    if not option_given(ctx, "exact_match"):
-        out["exact_match"] = False
+    for flag in ("exact_match", "avoid_cycles"):
+        if not option_given(ctx, flag):
+            out[flag] = False
     return out
 
 

@@ -89,3 +89,21 @@ def test_ucb_counts_actions_already_taken_earlier_in_the_episode():
     assert not estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[0, 0]).normalized.any()
     with pytest.raises(ValueError):
         estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[1])
+
+
+def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
+    # "take egg" began the best trajectory once, but this episode it already led from here straight back into a
+    # state visited before (it closed a cycle)
+    neighbours = [nb("take egg", 10.0), nb("north", 4.0), nb("south", 0.0)]
+    candidates = ["take egg", "north", "south", "west"]
+    plain = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="max", pending_counts=[1, 0, 0, 0])
+    assert plain.normalized[0] == pytest.approx(1.0)
+    est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="max", repeated=[True, False, False, False])
+    # V̂ = 14/3; the fresh candidates are normalised among themselves by max |A| = 14/3
+    assert est.raw == pytest.approx(plain.raw)
+    assert est.normalized == pytest.approx([-1.0, (4 - 14 / 3) / (14 / 3), -1.0, 0.0])
+    # without any memory a revisit alone is enough; every candidate repeated leaves them all at −1
+    est = estimate_advantages(["a", "b", "c"], [], exploration="none", repeated=[False, True, False])
+    assert est.normalized == pytest.approx([0.0, -1.0, 0.0])
+    est = estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[1, 1], repeated=[True, True])
+    assert est.normalized == pytest.approx([-1.0, -1.0])

@@ -20,8 +20,10 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     episodes = [json.loads(line) for line in lines]
     assert [e["episode"] for e in episodes] == [1, 2]
     # the game commands' measured defaults (bench/RESULTS.md, "Choosing the defaults")
-    assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match")} == {
-        "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True}
+    assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match",
+                                                  "avoid_cycles", "fill_neighbours")} == {
+        "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True,
+        "avoid_cycles": True, "fill_neighbours": False}
     for e in episodes:
         assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
         assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0
@@ -89,7 +91,7 @@ def test_help_lists_every_option_with_defaults():
                    "--seed", "--greedy", "--no-learn", "--json", "--log-dir", "--rom-dir"]:
         assert option in proc.stdout, option
     assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout and "default: 30.0" in proc.stdout
-    assert "--no-exact-match" in proc.stdout
+    assert "--no-exact-match" in proc.stdout and "--no-avoid-cycles" in proc.stdout and "--fill-neighbours" in proc.stdout
 
 
 @pytest.mark.slow
@@ -137,3 +139,34 @@ def test_max_q_estimate_is_recorded_and_used(tmp_path):
     assert proc.returncode == 0, proc.stderr
     episodes = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [e["params"]["q_estimate"] for e in episodes] == ["max", "max"] and episodes[1]["retrieval_steps"] > 0
+
+
+def _cycles_closed_again(mem, logs):
+    """Steps that took an action which, earlier in the episode, had led from the same world state (at the same
+    score) straight back into a state already visited, while a candidate that had not was available."""
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        hashes = [h for (h,) in db.execute("SELECT world_hash FROM steps ORDER BY step")]
+    rows = [json.loads(x) for f in sorted(logs.glob("*.jsonl")) for x in f.read_text().splitlines()]
+    assert len(rows) == len(hashes) and all(hashes)
+    states = [(h, r["score"]) for h, r in zip(hashes, rows)]
+    again, closing = 0, {}
+    for t, (state, row) in enumerate(zip(states, rows)):
+        closed = closing.get(state, set())
+        again += row["action"] in closed and any(c["action"] not in closed for c in row["candidates"])
+        if t + 1 < len(states) and states[t + 1] in states[: t + 1]:
+            closing.setdefault(state, set()).add(row["action"])
+    return again
+
+
+@pytest.mark.slow
+def test_avoid_cycles_stops_closing_the_same_cycle_again(tmp_path):
+    # no exploration bonus and an empty memory: the posterior is the prior, which wanders in circles
+    counts = {}
+    for flag in ("--no-avoid-cycles", "--avoid-cycles"):
+        mem, logs = tmp_path / flag / "mem", tmp_path / flag / "logs"
+        proc = run_cli("play", "zork1", "--max-steps", "40", "--json", "--memory", str(mem), "--log-dir", str(logs),
+                       "--exploration", "none", flag)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["params"]["avoid_cycles"] is (flag == "--avoid-cycles")
+        counts[flag] = _cycles_closed_again(mem, logs)
+    assert counts["--no-avoid-cycles"] > 0 and counts["--avoid-cycles"] == 0, counts

@@ -148,4 +148,9 @@ def test_exact_match_neighbours_come_first(tmp_path):
     assert [n.action for n in nb[:3]] == ["up"] * 3 and all(n.similarity == 1.0 for n in nb[:3])
     assert len(nb) == 5 and len({n.step_id for n in nb}) == 5
     assert [n.action for n in retrieve(store, "g", emb.embed(key), k=2, min_similarity=0.9)] == ["north", "north"]
+    # without filling, a visited state keeps to its own steps and an unvisited one still gets ANN neighbours
+    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False)
+    assert [n.action for n in nb] == ["up"] * 3
+    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
+    assert len(nb) == 5 and nb[0].action == "north" and all(n.similarity < 1.0 for n in nb[3:])
     store.close()
