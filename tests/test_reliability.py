@@ -136,13 +136,15 @@ def test_concurrent_play_processes_share_one_memory(tmp_path):
     outputs = [p.communicate() for p in procs]
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
-    uuids = [json.loads(line)["uuid"] for out, _ in outputs for line in out.splitlines()]
+    episodes = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
+    uuids = [e["uuid"] for e in episodes]
     assert len(uuids) == 9 and polls > 10 and half_seen == []
     complete = _assert_consistent(mem)
     assert set(complete) == set(uuids)
     with MemoryStore(mem, HashedNgramEmbedder()) as store:
         assert store.count_episodes("zork1") == 6 and store.count_episodes("detective") == 3
-        assert store.count_steps() == 36
+        # every step each process reported (an episode may end before its 4 steps: a death)
+        assert store.count_steps() == sum(e["steps"] for e in episodes) and store.count_steps() > 9
 
 
 def _small_memory(mem, episodes=6):
