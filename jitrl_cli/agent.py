@@ -55,8 +55,9 @@ class AgentConfig:
             remembered transitions between identical world states (backup; see :mod:`jitrl_cli.backup`).
         fill_neighbours: with ``exact_match``, ANN neighbours also fill the places left by the
             steps of the identical state (True), or only stand in for a state never visited (False).
-        avoid_cycles: an action that earlier in the episode led from the same world state (at the same
-            score) straight back into a state already visited gets the lowest advantage (see :func:`jitrl_cli.advantage.estimate_advantages`).
+        avoid_cycles: an action that earlier in the episode led from the same world state (at the
+            same score) straight back into a state already visited gets the lowest advantage (see
+            :func:`jitrl_cli.advantage.estimate_advantages`).
     """
 
     beta: float = 3.0
@@ -270,15 +271,16 @@ class Agent:
                                       cfg.fill_neighbours)
             timings["retrieval"] = time.perf_counter() - t0
             # advantage
-            here = taken[info.get("state_hash") or key]
-            now = (info.get("state_hash") or key, info.get("score"))
+            state = info.get("state_hash") or key
+            here = taken[state]
+            now = (state, info.get("score"))
             if now in visited and previous is not None:
                 closing[previous[0]].add(previous[1])
             visited.add(now)
             est = estimate_advantages(
                 candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng,
                 q_estimate=cfg.q_estimate, pending_counts=[here[normalize_action(a)] for a in candidates],
-                repeated=[cfg.avoid_cycles and normalize_action(a) in closing[now] for a in candidates],
+                repeated=[cfg.avoid_cycles and normalize_action(a) in closing.get(now, ()) for a in candidates],
             )
             # prior from the LLM
             cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
