@@ -26,12 +26,14 @@ _MAX_LOCATION_CHARS = 40
 
 @dataclass
 class InspectedState:
-    """The state being inspected: its game, state key and embedding (float32, shape (dim,))."""
+    """The state being inspected: its game, state key, embedding (float32, shape (dim,)) and, for a
+    stored step, its world-state hash (the exact-match key; None for text)."""
 
     game: str
     state_key: str
     vector: np.ndarray
     source: str
+    world_hash: str | None = None
 
 
 def state_from_text(store: MemoryStore, game: str, text: str) -> InspectedState:
@@ -68,12 +70,13 @@ def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
     if len(rows) > 1:
         raise UserError(f"episode prefix {episode!r} is ambiguous ({len(rows)} episodes)")
     found = store.read(
-        "SELECT game, state_key, embedding FROM steps WHERE episode_id = ? AND step = ?", (rows[0][0], int(step))
+        "SELECT game, state_key, embedding, world_hash FROM steps WHERE episode_id = ? AND step = ?",
+        (rows[0][0], int(step)),
     )
     if not found:
         raise UserError(f"episode {episode} has no step {step}")
-    game, key, blob = found[0]
-    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0][0]}:{step}")
+    game, key, blob, world_hash = found[0]
+    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0][0]}:{step}", world_hash)
 
 
 @dataclass
@@ -119,6 +122,8 @@ def inspect_state(
     q_estimate: QEstimate = QEstimate.mean,
     returns: ReturnEstimate = ReturnEstimate.mc,
     gamma: float = 0.5,
+    exact_match: bool = False,
+    fill: bool = True,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -126,10 +131,14 @@ def inspect_state(
     exploration is stochastic, so it is shown with λ = 1 (every unseen candidate
     gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes. With
     ``returns=backup`` each neighbour's return is its backed-up value Q̂(s_t, a_t) over the
-    remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`).
+    remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`). With
+    ``exact_match`` and a state that has a world hash (a stored step), the steps of that
+    identical state come first and ANN neighbours fill the rest only with ``fill``, as in
+    :func:`jitrl_cli.retrieval.retrieve_steps`.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
-    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity, returns=backed)
+    world = state.world_hash if exact_match else None
+    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity, world, returns=backed, fill=fill)
     neighbours = as_neighbours(steps)
     rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
@@ -147,4 +156,5 @@ def inspect_state(
                       {"k": k, "min_similarity": min_similarity, "beta": beta,
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value,
-                       "returns": ReturnEstimate(returns).value, "gamma": gamma})
+                       "returns": ReturnEstimate(returns).value, "gamma": gamma,
+                       "exact_match": world is not None, "fill_neighbours": fill})

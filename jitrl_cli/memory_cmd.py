@@ -175,6 +175,8 @@ def inspect(
     q_estimate: str = options.Q_ESTIMATE,
     returns: str = options.RETURNS,
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
+    exact_match: bool = typer.Option(options.EXACT_MATCH.default, "--exact-match/--no-exact-match", help="With --step, retrieve that step's identical world state first (as `play --exact-match`)."),
+    fill_neighbours: bool = typer.Option(options.FILL_NEIGHBOURS.default, "--fill-neighbours/--no-fill-neighbours", help="With exact match, ANN neighbours also fill the k places (as `play --fill-neighbours`)."),
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -214,7 +216,8 @@ def inspect(
             target = state_from_text(store, games[0], state)
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
-                               q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma)
+                               q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
+                               exact_match=exact_match, fill=fill_neighbours)
         if json_out:
             print(json.dumps(result.to_json()))
             return

@@ -87,6 +87,21 @@ def test_inspect_a_stored_step_finds_itself(played):
     # V̂ is the mean return of the neighbours, and every neighbour's action is a candidate
     assert out["value"] == pytest.approx(np.mean([n["return"] for n in out["neighbours"]]))
     assert {n["action"].lower() for n in out["neighbours"]} == {a["action"] for a in out["actions"]}
+    # as the agent retrieves by default: the steps of the identical world state only, however low the threshold
+    with MemoryStore(mem, HashedNgramEmbedder(), writable=False) as store:
+        world = {i: h for i, h in store.read("SELECT id, world_hash FROM steps")}
+    ref = f"{episodes[0]['episode_id']}:0"
+    for flags in ([], ["--fill-neighbours"], ["--no-exact-match"]):
+        out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--step", ref, "--json",
+                             "--min-similarity", "-1", *flags).stdout)
+        hashes = {world[n["id"]] for n in out["neighbours"]}
+        if flags:  # ANN neighbours of other states join them
+            assert len(hashes) > 1, flags
+            continue
+        assert out["params"]["exact_match"] and not out["params"]["fill_neighbours"]
+        assert hashes == {world[top["id"]]} and None not in hashes
+        same = [i for i, h in world.items() if h == world[top["id"]]]
+        assert sorted(n["id"] for n in out["neighbours"]) == sorted(same)[-50:]
     overview = _ok("memory", "inspect", "--memory", str(mem)).stdout
     assert "highest mean return" in overview
 
