@@ -175,8 +175,8 @@ def inspect(
     q_estimate: str = options.Q_ESTIMATE,
     returns: str = options.RETURNS,
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
-    exact_match: bool = typer.Option(options.EXACT_MATCH.default, "--exact-match/--no-exact-match", help="With --step, retrieve that step's identical world state first (as `play --exact-match`)."),
-    fill_neighbours: bool = typer.Option(options.FILL_NEIGHBOURS.default, "--fill-neighbours/--no-fill-neighbours", help="With exact match, ANN neighbours also fill the k places (as `play --fill-neighbours`)."),
+    exact_match: bool = options.EXACT_MATCH,
+    fill_neighbours: bool = options.FILL_NEIGHBOURS,
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
