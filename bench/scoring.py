@@ -71,10 +71,10 @@ def output_row_cost(scorer: CandidateScorer, llm: LlamaModel, repeats: int = 9) 
     times = {1: [], 8: []}
     for _ in range(repeats):
         for rows in (1, 8):
-            llm._lib.llama_memory_seq_rm(llm.memory, 0, P, -1)
+            scorer.truncate(P)
             entries = [(prompt[i], P + i, (0,), i >= 8 - rows) for i in range(8)]
             t0 = time.perf_counter()
-            scorer._decode(entries)
+            scorer.decode(entries)
             times[rows].append(time.perf_counter() - t0)
     scorer.reset()
     return (statistics.median(times[8]) - statistics.median(times[1])) / 7

@@ -22,6 +22,13 @@ A candidate never taken among the neighbours gets an exploration bonus:
            the most, so the agent stops looping between the same actions mid-episode);
     none:  A = 0 for unseen candidates.
 
+Optimistic floor (our addition, ``optimistic=True``): an unseen candidate's Q̂ starts from
+max(V̂(s), 0) instead of V̂(s), i.e. it is valued at least as well as an episode in which nothing
+more happens (return 0; optimistic initialisation, Sutton & Barto §2.6). Without it, wherever
+the remembered returns are negative (later deaths drag V̂ below 0), any action tried once and
+found harmless (Q̂ = 0) outranks every untried one, and the agent stops exploring exactly where
+its known trajectories end. On a state with a known good path (Q̂ ≫ 0) it changes nothing.
+
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
 Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
@@ -114,6 +121,7 @@ def estimate_advantages(
     q_estimate: QEstimate | str = QEstimate.mean,
     pending_counts: Sequence[int] | None = None,
     repeated: Sequence[bool] | None = None,
+    optimistic: bool = False,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -130,6 +138,7 @@ def estimate_advantages(
             earlier in the running episode (not yet in memory); used by ``ucb`` only.
         repeated: length n, candidates that closed a cycle from this state earlier in the running
             episode; they get Ã = −1 and the others are normalised among themselves.
+        optimistic: value unseen candidates from max(V̂, 0) instead of V̂ (see the module docstring).
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb``, no earlier
@@ -169,19 +178,24 @@ def estimate_advantages(
     raw[seen] = q[seen] - value
 
     n_nb = len(neighbours)
+    # unseen candidates start from Q̂ = V̂ (A = 0), or from max(V̂, 0) when optimistic
+    floor = max(0.0, -value) if optimistic else 0.0
+    raw[~seen] = floor
+    if floor > 0:
+        q[~seen] = value + floor
     if exploration is Exploration.paper and alpha > 0:
         if bonus_prob > 0 and rng is None:
             raise ValueError("the paper's exploration bonus needs a random generator")
         for i in np.flatnonzero(~seen):
             if bonus_prob >= 1.0 or (bonus_prob > 0 and rng.random() < bonus_prob):
-                q[i] = value + alpha / n_nb
+                q[i] = value + floor + alpha / n_nb
                 raw[i] = q[i] - value
                 bonus[i] = True
     elif exploration is Exploration.ucb and alpha > 0:
         extra = alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
         raw = raw + extra
         bonus[:] = True
-        q[~seen] = value + extra[~seen]
+        q[~seen] = value + raw[~seen]
 
     scale = float(np.max(np.abs(raw[~repeated]))) if (~repeated).any() else 0.0
     normalized = raw / scale if scale > 0 else np.zeros(n)

@@ -58,6 +58,8 @@ class AgentConfig:
         avoid_cycles: an action that earlier in the episode led from the same world state (at the
             same score) straight back into a state already visited gets the lowest advantage (see
             :func:`jitrl_cli.advantage.estimate_advantages`).
+        optimistic: value candidates unseen among the neighbours from max(V̂, 0) instead of V̂
+            (optimistic floor; see :mod:`jitrl_cli.advantage`).
     """
 
     beta: float = 3.0
@@ -80,6 +82,7 @@ class AgentConfig:
     returns: ReturnEstimate = ReturnEstimate.mc
     fill_neighbours: bool = True
     avoid_cycles: bool = False
+    optimistic: bool = False
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -281,6 +284,7 @@ class Agent:
                 candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng,
                 q_estimate=cfg.q_estimate, pending_counts=[here[normalize_action(a)] for a in candidates],
                 repeated=[cfg.avoid_cycles and normalize_action(a) in closing.get(now, ()) for a in candidates],
+                optimistic=cfg.optimistic,
             )
             # prior from the LLM
             cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
@@ -369,7 +373,7 @@ class Agent:
             "exact_match": cfg.exact_match, "novelty": cfg.novelty,
             "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
             "returns": ReturnEstimate(cfg.returns).value, "avoid_cycles": cfg.avoid_cycles,
-            "fill_neighbours": cfg.fill_neighbours,
+            "fill_neighbours": cfg.fill_neighbours, "optimistic": cfg.optimistic,
         }
         episode_id = None
         t0 = time.perf_counter()

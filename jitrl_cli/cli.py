@@ -54,6 +54,7 @@ def play(
     exact_match: bool = options.EXACT_MATCH,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     avoid_cycles: bool = options.AVOID_CYCLES,
+    optimistic: bool = options.OPTIMISTIC,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -78,7 +79,7 @@ def play(
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                           novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours)
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -122,7 +123,7 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
                  max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
                  q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc", avoid_cycles: bool = False,
-                 fill_neighbours: bool = True):
+                 fill_neighbours: bool = True, optimistic: bool = False):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
@@ -132,25 +133,17 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     from jitrl_cli.backup import ReturnEstimate
     from jitrl_cli.reflection import StepRewards
     from jitrl_cli.agent import AgentConfig
+    from jitrl_cli.validation import check_options
 
-    require(max_steps >= 1, f"--max-steps must be at least 1, got {max_steps}")
-    require(beta >= 0, f"--beta must be >= 0, got {beta}")
-    require(0 <= gamma <= 1, f"--gamma must be in [0, 1], got {gamma}")
-    require(k >= 1, f"--k must be at least 1, got {k}")
-    require(-1 <= min_similarity <= 1, f"--min-similarity must be in [-1, 1], got {min_similarity}")
-    require(temperature > 0, f"--temperature must be > 0, got {temperature}")
-    require(0 <= bonus_prob <= 1, f"--bonus-prob must be in [0, 1], got {bonus_prob}")
-    require(exploration in {e.value for e in Exploration}, f"--exploration must be paper, ucb or none, got {exploration!r}")
-    require(novelty >= 0, f"--novelty must be >= 0, got {novelty}")
-    require(q_estimate in {q.value for q in QEstimate}, f"--q-estimate must be mean or max, got {q_estimate!r}")
-    require(step_rewards in {m.value for m in StepRewards}, f"--step-rewards must be env, llm or both, got {step_rewards!r}")
-    require(returns in {r.value for r in ReturnEstimate}, f"--returns must be mc or backup, got {returns!r}")
+    check_options(max_steps=max_steps, beta=beta, gamma=gamma, k=k, min_similarity=min_similarity,
+                  temperature=temperature, bonus_prob=bonus_prob, exploration=exploration, novelty=novelty,
+                  q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                        novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards),
                        returns=ReturnEstimate(returns), avoid_cycles=avoid_cycles,
-                       fill_neighbours=fill_neighbours)
+                       fill_neighbours=fill_neighbours, optimistic=optimistic)
 
 
 @games_app.command("download")

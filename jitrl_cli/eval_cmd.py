@@ -69,6 +69,7 @@ def eval_(
     exact_match: bool = options.EXACT_MATCH,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     avoid_cycles: bool = options.AVOID_CYCLES,
+    optimistic: bool = options.OPTIMISTIC,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -99,7 +100,7 @@ def eval_(
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                           novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours)
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite
 
@@ -113,7 +114,7 @@ def eval_(
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
               "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
               "step_rewards": step_rewards, "returns": returns, "avoid_cycles": avoid_cycles,
-              "fill_neighbours": fill_neighbours}
+              "fill_neighbours": fill_neighbours, "optimistic": optimistic}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)

@@ -124,6 +124,7 @@ def inspect_state(
     gamma: float = 0.5,
     exact_match: bool = False,
     fill: bool = True,
+    optimistic: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -134,7 +135,8 @@ def inspect_state(
     remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`). With
     ``exact_match`` and a state that has a world hash (a stored step), the steps of that
     identical state come first and ANN neighbours fill the rest only with ``fill``, as in
-    :func:`jitrl_cli.retrieval.retrieve_steps`.
+    :func:`jitrl_cli.retrieval.retrieve_steps`. ``optimistic`` values the candidates no neighbour
+    took from max(V̂, 0), as ``play --optimistic`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
@@ -145,7 +147,8 @@ def inspect_state(
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours] +
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
-                              rng=np.random.default_rng(0), q_estimate=q_estimate)
+                              rng=np.random.default_rng(0), q_estimate=q_estimate,
+                              optimistic=optimistic)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])))
@@ -157,4 +160,4 @@ def inspect_state(
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
-                       "exact_match": world is not None, "fill_neighbours": fill})
+                       "exact_match": world is not None, "fill_neighbours": fill, "optimistic": optimistic})

@@ -177,6 +177,7 @@ def inspect(
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
     exact_match: bool = options.EXACT_MATCH,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
+    optimistic: bool = options.OPTIMISTIC,
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -186,21 +187,12 @@ def inspect(
     from jitrl_cli.advantage import Exploration, QEstimate
     from jitrl_cli.backup import ReturnEstimate
     from jitrl_cli.inspect import inspect_state, state_from_step, state_from_text
+    from jitrl_cli.validation import check_options
 
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")
-    if k < 1:
-        raise UserError(f"--k must be at least 1, got {k}")
-    if not -1 <= min_similarity <= 1:
-        raise UserError(f"--min-similarity must be in [-1, 1], got {min_similarity}")
-    if exploration not in {e.value for e in Exploration}:
-        raise UserError(f"--exploration must be none, ucb or paper, got {exploration!r}")
-    if q_estimate not in {q.value for q in QEstimate}:
-        raise UserError(f"--q-estimate must be mean or max, got {q_estimate!r}")
-    if returns not in {r.value for r in ReturnEstimate}:
-        raise UserError(f"--returns must be mc or backup, got {returns!r}")
-    if not 0 <= gamma <= 1:
-        raise UserError(f"--gamma must be in [0, 1], got {gamma}")
+    check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
+                  returns=returns, gamma=gamma)
     with _open(memory) as store:
         if state is None and step is None:
             _overview(store, game, json_out)
@@ -217,7 +209,7 @@ def inspect(
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
-                               exact_match=exact_match, fill=fill_neighbours)
+                               exact_match=exact_match, fill=fill_neighbours, optimistic=optimistic)
         if json_out:
             print(json.dumps(result.to_json()))
             return

@@ -106,8 +106,13 @@ class CandidateScorer:
             pass
 
     # -- low level -----------------------------------------------------------------------
-    def _decode(self, entries: Sequence[tuple[int, int, Sequence[int], bool]]) -> None:
-        """Decode one batch of (token, position, sequence ids, want_logits) entries."""
+    def decode(self, entries: Sequence[tuple[int, int, Sequence[int], bool]]) -> None:
+        """Decode one batch of (token, position, sequence ids, want_logits) entries (low level: the scorer's own
+        building block, public for benchmarks that time single ``llama_decode`` calls).
+
+        Raises:
+            RuntimeError: if llama.cpp fails to decode (the KV cache is then cleared).
+        """
         b = self._batch
         for i, (tok, pos, seqs, want) in enumerate(entries):
             b.token[i] = tok
@@ -125,6 +130,19 @@ class CandidateScorer:
     def _row(self, i: int) -> np.ndarray:
         return _log_softmax_row(self._lib.llama_get_logits_ith(self.model.ctx, i), self.model.n_vocab)
 
+    def truncate(self, n_tokens: int) -> int:
+        """Drop every KV cell of sequence 0 from position ``n_tokens`` on (also cells written by :meth:`decode`).
+
+        Returns:
+            the tokens of the cached prompt kept: ``n_tokens``, or 0 if llama.cpp could not remove a
+            partial range (the whole cache is then cleared).
+        """
+        if not self._lib.llama_memory_seq_rm(self.model.memory, 0, n_tokens, -1):
+            self.reset()
+            return 0
+        self._cached = self._cached[:n_tokens]
+        return n_tokens
+
     def reset(self) -> None:
         """Forget the cached prompt (clears the whole KV cache)."""
         self._lib.llama_memory_clear(self.model.memory, True)
@@ -139,9 +157,7 @@ class CandidateScorer:
         while common < limit and self._cached[common] == prompt[common]:
             common += 1
         if common < len(self._cached):
-            if not self._lib.llama_memory_seq_rm(self.model.memory, 0, common, -1):
-                self.reset()
-                common = 0
+            common = self.truncate(common)
         todo = list(prompt[common:])
         n_batch = self.model.n_batch
         last_row = None
@@ -151,7 +167,7 @@ class CandidateScorer:
             entries = [
                 (tok, common + start + i, (0,), is_last and i == len(chunk) - 1) for i, tok in enumerate(chunk)
             ]
-            self._decode(entries)
+            self.decode(entries)
             if is_last:
                 last_row = self._row(len(chunk) - 1)
         self._cached = list(prompt)
@@ -220,7 +236,7 @@ class CandidateScorer:
             try:
                 for start in range(0, len(internal), self.model.n_batch):
                     chunk = internal[start : start + self.model.n_batch]
-                    self._decode([(nd.token, P + nd.depth - 1, nd.seqs, True) for nd in chunk])
+                    self.decode([(nd.token, P + nd.depth - 1, nd.seqs, True) for nd in chunk])
                     for i, nd in enumerate(chunk):
                         row = self._row(i)
                         for tok, child in nd.children.items():
@@ -261,7 +277,7 @@ class CandidateScorer:
             first_read = P - 1
             for start in range(0, len(seq), self.model.n_batch):
                 chunk = seq[start : start + self.model.n_batch]
-                self._decode([(tok, start + i, (0,), start + i >= first_read) for i, tok in enumerate(chunk)])
+                self.decode([(tok, start + i, (0,), start + i >= first_read) for i, tok in enumerate(chunk)])
                 for i in range(len(chunk)):
                     pos = start + i
                     if pos == first_read:

@@ -103,7 +103,7 @@ def web_settings(ctx: Any) -> dict[str, Any]:
 
     kinds = {"exploration": Exploration, "q_estimate": QEstimate}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
-    for flag in ("exact_match", "avoid_cycles"):
+    for flag in ("exact_match", "avoid_cycles", "optimistic"):
         if not option_given(ctx, flag):
             out[flag] = False
     return out

@@ -107,3 +107,26 @@ def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     assert est.normalized == pytest.approx([0.0, -1.0, 0.0])
     est = estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[1, 1], repeated=[True, True])
     assert est.normalized == pytest.approx([-1.0, -1.0])
+
+
+def test_optimistic_floor_values_untried_actions_at_least_like_doing_nothing():
+    # the living room with the painting (zork1): "east" and "close case" were tried and harmless (G = 0), "open trap"
+    # led to a death later (G = −13.3); "put painting in case" was never tried
+    neighbours = [nb("east", 0.0), nb("east", 0.0), nb("close case", 0.0), nb("open trap", -13.3)]
+    candidates = ["east", "close case", "open trap", "put painting in case"]
+    value = -13.3 / 4
+    plain = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max")
+    bonus = np.sqrt(np.log(5) / np.array([3, 2, 2, 1]))
+    assert plain.raw == pytest.approx(np.array([0.0, 0.0, -13.3, value]) - value + bonus)
+    # the harmless tried action beats the untried one: exploration stops where the known trajectories end
+    assert plain.normalized[0] > plain.normalized[3]
+    est = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max", optimistic=True)
+    assert est.raw == pytest.approx(np.array([0.0, 0.0, -13.3, 0.0]) - value + bonus)
+    assert est.q[3] == pytest.approx(bonus[3]) and np.argmax(est.normalized) == 3
+    # without a bonus the floor alone lifts the untried action to Q̂ = 0; with V̂ ≥ 0 it changes nothing
+    est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="max", optimistic=True)
+    assert est.raw == pytest.approx([-value, -value, -13.3 - value, -value])
+    good = [nb("north", 30.0), nb("south", 0.0)]
+    assert estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max",
+                               optimistic=True).raw == pytest.approx(
+        estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max").raw)

@@ -127,6 +127,10 @@ def test_inspect_computes_the_agents_q_v_and_advantage(known):
     rows = {a["action"]: a for a in best["actions"]}
     assert best["value"] == pytest.approx(1.5) and best["params"]["q_estimate"] == "max"
     assert rows["north"]["q"] == pytest.approx(1.0) and rows["north"]["advantage"] == pytest.approx(-0.5)
+    # --optimistic values an untried action from max(V̂, 0): with V̂ = 1.5 ≥ 0 that is V̂ itself
+    opt = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--action", "jump",
+                         "--optimistic", "--json").stdout)
+    assert opt["params"]["optimistic"] and {a["action"]: a for a in opt["actions"]}["jump"]["advantage"] == 0
     # the similarity threshold applies as in `play`
     none = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", "location: cave | nothing alike",
                           "--min-similarity", "0.9", "--json").stdout)
@@ -207,7 +211,10 @@ def test_prune_and_clear(played, tmp_path):
         (["inspect", "--step", "99:0"], "no episode '99'"),
         (["inspect", "--step", "ep0:7"], "has no step 7"),
         (["inspect", "--step", "banana"], "--step must be EPISODE:STEP"),
-        (["inspect", "--state", "x", "--exploration", "wild"], "--exploration must be"),
+        (["inspect", "--state", "x", "--exploration", "wild"], "--exploration must be paper, ucb or none, got 'wild'"),
+        (["inspect", "--state", "x", "--gamma", "2"], "--gamma must be in [0, 1], got 2.0"),
+        (["inspect", "--state", "x", "--returns", "td"], "--returns must be mc or backup, got 'td'"),
+        (["inspect", "--state", "x", "--k", "0"], "--k must be at least 1, got 0"),
         (["prune", "--episode", "nope", "--yes"], "no episode 'nope'"),
         (["prune", "--before", "last tuesday", "--yes"], "--before must be an ISO date"),
         (["list", "--limit", "-1"], "--limit must be >= 0"),
