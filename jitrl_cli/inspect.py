@@ -19,6 +19,7 @@ from jitrl_cli.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.retrieval import as_neighbours, retrieve_steps
 from jitrl_cli.state_key import build_state_key
+from memories.stats import find_episode_ids
 from memories.store import MemoryStore
 
 _MAX_LOCATION_CHARS = 40
@@ -61,22 +62,19 @@ def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
     episode, sep, step = ref.partition(":")
     if not sep or not episode or not step.strip().isdigit():
         raise UserError(f"--step must be EPISODE:STEP (e.g. 12:3), got {ref!r}")
-    if episode.isdigit():
-        rows = store.read("SELECT id FROM episodes WHERE id = ?", (int(episode),))
-    else:
-        rows = store.read("SELECT id FROM episodes WHERE uuid LIKE ?", (episode.replace("%", "") + "%",))
+    rows = find_episode_ids(store, episode)
     if not rows:
         raise UserError(f"no episode {episode!r} in memory {store.root} (see `jitrl memory list`)")
     if len(rows) > 1:
         raise UserError(f"episode prefix {episode!r} is ambiguous ({len(rows)} episodes)")
     found = store.read(
         "SELECT game, state_key, embedding, world_hash FROM steps WHERE episode_id = ? AND step = ?",
-        (rows[0][0], int(step)),
+        (rows[0], int(step)),
     )
     if not found:
         raise UserError(f"episode {episode} has no step {step}")
     game, key, blob, world_hash = found[0]
-    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0][0]}:{step}", world_hash)
+    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0]}:{step}", world_hash)
 
 
 @dataclass

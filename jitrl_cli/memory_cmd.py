@@ -319,7 +319,7 @@ def _parse_date(text: str) -> datetime:
 
 
 def _selected_episodes(store, game, keep_last, before, episode) -> list[int]:
-    from memories.stats import list_episodes
+    from memories.stats import find_episode_ids, list_episodes
 
     games = _games(store, game)
     rows = [r for g in games for r in list_episodes(store, g)]
@@ -334,7 +334,7 @@ def _selected_episodes(store, game, keep_last, before, episode) -> list[int]:
         return [r.id for r in rows if datetime.fromisoformat(r.finished_at) < cutoff]
     chosen = []
     for ref in episode:
-        hits = [r.id for r in rows if str(r.id) == ref or (not ref.isdigit() and r.uuid.startswith(ref))]
+        hits = find_episode_ids(store, ref, game)
         if not hits:
             raise UserError(f"no episode {ref!r} in memory {store.root}" + (f" for game {game!r}" if game else ""))
         if len(hits) > 1:

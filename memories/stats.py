@@ -101,6 +101,24 @@ def list_episodes(store: MemoryStore, game: str | None = None, limit: int | None
     return [EpisodeRow(*r[:9], params=json.loads(r[9] or "{}")) for r in reversed(rows)]
 
 
+def find_episode_ids(store: MemoryStore, ref: str, game: str | None = None) -> list[int]:
+    """The episodes a user's reference names: the episode with that id if ``ref`` is one, else every
+    episode whose uuid starts with ``ref`` (uuids are hex, so a prefix may be all digits).
+
+    Returns:
+        matching episode ids, oldest first (empty: no match; several: an ambiguous prefix).
+    """
+    where, args = (" AND game = ?", [game]) if game else ("", [])
+    if ref.isdigit():
+        rows = store.read(f"SELECT id FROM episodes WHERE id = ?{where}", [int(ref), *args])
+        if rows:
+            return [rows[0][0]]
+    if not ref or any(c in "%_\\" for c in ref):  # LIKE's wildcards never occur in a uuid
+        return []
+    rows = store.read(f"SELECT id FROM episodes WHERE uuid LIKE ?{where} ORDER BY id", [ref + "%", *args])
+    return [r[0] for r in rows]
+
+
 @dataclass
 class ActionSummary:
     """How an action fared across all stored steps of a game: times taken, mean and best return."""

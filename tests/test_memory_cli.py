@@ -253,3 +253,25 @@ def test_missing_memory_and_bad_import_files(known, tmp_path):
     assert not (tmp_path / "fresh").exists()
     _fails("memory", "export", str(dump), "--memory", str(mem), message="exists; pass --force")
     assert _digest(mem) == before
+
+
+def test_episode_references_with_all_digit_uuid_prefixes(tmp_path):
+    # uuids are hex: about 2% of 8-character prefixes are all digits; an id is tried first, then the prefix
+    emb = HashedNgramEmbedder()
+    key = "location: hall | inventory: | score: 0 | a hall"
+    uuids = ["38320297aa", "38320297bb", "2bcd"]
+    with MemoryStore(tmp_path / "mem", emb) as store:
+        for u in uuids:
+            store.write_episode(EpisodeRecord(uuid=u, game="toy", score=0.0, steps=1),
+                                [StepRecord(step=0, state_key=key, embedding=emb.embed(key), action="wait", reward=0.0, ret=0.0)])
+    mem = str(tmp_path / "mem")
+    step = json.loads(_ok("memory", "inspect", "--memory", mem, "--step", "38320297a:0", "--json").stdout)
+    assert step["source"] == "step 1:0"
+    assert json.loads(_ok("memory", "inspect", "--memory", mem, "--step", "2:0", "--json").stdout)["source"] == "step 2:0"
+    _fails("memory", "inspect", "--memory", mem, "--step", "38320297:0", message="episode prefix '38320297' is ambiguous")
+    _fails("memory", "prune", "--memory", mem, "--episode", "38320297", "--yes", message="is ambiguous")
+    _fails("memory", "prune", "--memory", mem, "--episode", "3832_", "--yes", message="no episode '3832_'")
+    _ok("memory", "prune", "--memory", mem, "--episode", "38320297b", "--yes")  # a digit-led prefix, not id 38320297
+    _ok("memory", "prune", "--memory", mem, "--episode", "3", "--yes")  # id 3 ("2bcd"), not a uuid prefix
+    rows = [json.loads(x) for x in _ok("memory", "list", "--memory", mem, "--json").stdout.splitlines()]
+    assert [r["uuid"] for r in rows] == ["38320297aa"]
