@@ -22,9 +22,16 @@ per token). The bench measures that cost on the same build (8 positions decoded 
 at 1 versus at all 8 of them) and reports, per step, floor = limit + (rows − 1) × row cost:
 what exact full-vocabulary log-probabilities cost even with a perfect batch.
 
+With ``--prior constrained`` the candidates are scored as decoding constrained to them
+(:class:`jitrl_cli.scoring.Prior`): only trie nodes where the candidates branch need a logit row,
+and only they and their ancestors are decoded. The tokens that had to be evaluated are counted
+the same way for both priors (new prompt tokens + all candidate tokens), so the ratios compare.
+
 Usage::
 
     python bench/scoring.py --steps 60 --json bench/results/scoring.json
+    python bench/scoring.py --steps 60 --prior constrained --json bench/results/scoring-constrained.json
+    python bench/scoring.py --steps 60 --prior constrained --walk uniform   # the same steps for both priors
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.jericho_env import JerichoEnv  # noqa: E402
 from jitrl_cli.llm import LlamaModel, default_model_path  # noqa: E402
 from jitrl_cli.prompt import TranscriptPrompt  # noqa: E402
-from jitrl_cli.scoring import CandidateScorer  # noqa: E402
+from jitrl_cli.scoring import CandidateScorer, Prior  # noqa: E402
 from jitrl_cli.update import choose_action  # noqa: E402
 
 
@@ -88,6 +95,10 @@ def main() -> None:
     parser.add_argument("--prefill-tokens", type=int, default=512)
     parser.add_argument("--sequential", type=int, default=5, help="also score the first N steps the naive way")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prior", choices=[p.value for p in Prior], default=Prior.sequence.value)
+    parser.add_argument("--walk", choices=["prior", "uniform"], default="prior",
+                        help="how the bench picks each step's action: sampled from the prior scored, or uniformly "
+                             "(the same steps for both priors, for a like-for-like comparison)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -107,7 +118,7 @@ def main() -> None:
             break
         cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
         tokens = prompt.tokens()
-        result = scorer.score(tokens, cand_tokens)
+        result = scorer.score(tokens, cand_tokens, prior=Prior(args.prior))
         needed = result.prompt_tokens_evaluated + result.candidate_tokens
         row = {
             "step": t, "candidates": len(candidates), "prompt_tokens": len(tokens),
@@ -121,9 +132,9 @@ def main() -> None:
             naive = scorer.score_sequential(tokens, cand_tokens)
             row["sequential_seconds"] = naive.seconds
             row["sequential_tokens_evaluated"] = naive.tokens_evaluated
-            scorer.score(tokens, cand_tokens)  # restore the cached prompt for the next step
+            scorer.score(tokens, cand_tokens, prior=Prior(args.prior))  # restore the cached prompt for the next step
         rows.append(row)
-        chosen = choose_action(result.logprobs, rng)
+        chosen = int(rng.integers(len(candidates))) if args.walk == "uniform" else choose_action(result.logprobs, rng)
         obs, _, terminated, truncated, info = env.step(candidates[chosen])
         prompt.append(cand_tokens[chosen], obs)
         if terminated or truncated:
@@ -136,7 +147,7 @@ def main() -> None:
     med = lambda key, rs=steady: statistics.median(r[key] for r in rs)  # noqa: E731
     seq = [r for r in rows if "sequential_seconds" in r]
     results = {
-        "model": llm.name, "threads": llm.n_threads, "prefill_tokens_per_second": round(tps, 1),
+        "model": llm.name, "prior": args.prior, "walk": args.walk, "threads": llm.n_threads, "prefill_tokens_per_second": round(tps, 1),
         "steps": len(rows),
         "median_candidates": med("candidates"),
         "median_tokens_needed": med("tokens_needed"), "median_tokens_evaluated": med("tokens_evaluated"),

@@ -21,7 +21,7 @@ from jitrl_cli.prompt import TranscriptPrompt
 from jitrl_cli.reflection import StepEvaluator, StepRewards, Transition, combine
 from jitrl_cli.retrieval import retrieve
 from jitrl_cli.returns import discounted_returns, novelty_rewards, step_rewards
-from jitrl_cli.scoring import CandidateScorer
+from jitrl_cli.scoring import CandidateScorer, Prior
 from jitrl_cli.state_key import build_state_key
 from jitrl_cli.update import choose_action, log_softmax, posterior_logits
 from memories.embedding import Embedder
@@ -60,6 +60,8 @@ class AgentConfig:
             :func:`jitrl_cli.advantage.estimate_advantages`).
         optimistic: value candidates unseen among the neighbours from max(V̂, 0) instead of V̂
             (optimistic floor; see :mod:`jitrl_cli.advantage`).
+        prior: how the LLM's token logits become the prior over the candidates
+            (:class:`jitrl_cli.scoring.Prior`).
     """
 
     beta: float = 3.0
@@ -83,6 +85,7 @@ class AgentConfig:
     fill_neighbours: bool = True
     avoid_cycles: bool = False
     optimistic: bool = False
+    prior: Prior = Prior.sequence
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
@@ -288,7 +291,7 @@ class Agent:
             )
             # prior from the LLM
             cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
-            scored = self.scorer.score(prompt.tokens(), cand_tokens)
+            scored = self.scorer.score(prompt.tokens(), cand_tokens, prior=Prior(cfg.prior))
             timings["scoring"] = scored.seconds
             # logit update and action
             t0 = time.perf_counter()
@@ -373,7 +376,7 @@ class Agent:
             "exact_match": cfg.exact_match, "novelty": cfg.novelty,
             "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
             "returns": ReturnEstimate(cfg.returns).value, "avoid_cycles": cfg.avoid_cycles,
-            "fill_neighbours": cfg.fill_neighbours, "optimistic": cfg.optimistic,
+            "fill_neighbours": cfg.fill_neighbours, "optimistic": cfg.optimistic, "prior": Prior(cfg.prior).value,
         }
         episode_id = None
         t0 = time.perf_counter()

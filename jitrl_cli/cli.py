@@ -55,6 +55,7 @@ def play(
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     avoid_cycles: bool = options.AVOID_CYCLES,
     optimistic: bool = options.OPTIMISTIC,
+    prior: str = options.PRIOR,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -79,7 +80,8 @@ def play(
                           greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                           novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic)
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
+                          prior=prior)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -123,7 +125,7 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
                  learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
                  max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
                  q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc", avoid_cycles: bool = False,
-                 fill_neighbours: bool = True, optimistic: bool = False):
+                 fill_neighbours: bool = True, optimistic: bool = False, prior: str = "sequence"):
     """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
 
     Raises:
@@ -134,16 +136,17 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     from jitrl_cli.reflection import StepRewards
     from jitrl_cli.agent import AgentConfig
     from jitrl_cli.validation import check_options
+    from jitrl_cli.scoring import Prior
 
     check_options(max_steps=max_steps, beta=beta, gamma=gamma, k=k, min_similarity=min_similarity,
                   temperature=temperature, bonus_prob=bonus_prob, exploration=exploration, novelty=novelty,
-                  q_estimate=q_estimate, step_rewards=step_rewards, returns=returns)
+                  q_estimate=q_estimate, step_rewards=step_rewards, returns=returns, prior=prior)
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                        novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards),
                        returns=ReturnEstimate(returns), avoid_cycles=avoid_cycles,
-                       fill_neighbours=fill_neighbours, optimistic=optimistic)
+                       fill_neighbours=fill_neighbours, optimistic=optimistic, prior=Prior(prior))
 
 
 @games_app.command("download")

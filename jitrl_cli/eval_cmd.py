@@ -70,6 +70,7 @@ def eval_(
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     avoid_cycles: bool = options.AVOID_CYCLES,
     optimistic: bool = options.OPTIMISTIC,
+    prior: str = options.PRIOR,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -100,7 +101,8 @@ def eval_(
                           greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
                           death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
                           novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic)
+                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
+                          prior=prior)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite
 
@@ -114,7 +116,7 @@ def eval_(
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
               "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
               "step_rewards": step_rewards, "returns": returns, "avoid_cycles": avoid_cycles,
-              "fill_neighbours": fill_neighbours, "optimistic": optimistic}
+              "fill_neighbours": fill_neighbours, "optimistic": optimistic, "prior": prior}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)

@@ -42,6 +42,7 @@ RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
 OPTIMISTIC = typer.Option(False, "--optimistic/--no-optimistic", help="Value candidates never taken among the neighbours at least as well as doing nothing more (Q̂ from max(V̂, 0)), so returns dragged below 0 by later deaths do not stop exploration.")
+PRIOR = typer.Option("sequence", "--prior", help="The LLM prior over the candidates: sequence (probability that the model writes the action, full-vocabulary softmax at every token) or constrained (probability under decoding constrained to the candidate actions: only branching tokens are scored, a faster step).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")

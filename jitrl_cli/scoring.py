@@ -16,6 +16,25 @@ Cost model (this is what makes a step fast):
   evaluated: their probabilities are read from their parent's logits.
 * **Logits only where read.** Output logits are requested for the prompt's last
   token and for internal trie nodes only (Gemma's vocabulary has 262,144 entries).
+
+Two priors (:class:`Prior`):
+
+* ``sequence`` (above): the probability that the unconstrained model writes the candidate.
+  Every internal trie node needs a full-vocabulary logit row for its log-softmax, and each
+  row is a product with the whole output matrix (bench/RESULTS.md: ≥ 1.63× the prefill
+  limit on Gemma 3 270M for that alone).
+* ``constrained``: the probability that decoding *constrained to the candidates* (a grammar
+  that allows only the candidate strings, as llama.cpp's grammar sampler does) writes it:
+
+      z_i = Σ_j log [ p(c^(i)_j | x, c^(i)_{<j}) / Σ_{t ∈ C(x, c^(i)_{<j})} p(t | x, c^(i)_{<j}) ]
+
+  where C(·) is the set of next tokens some candidate allows after that prefix (its trie
+  children). A node with one child contributes log 1 = 0, so only *branching* nodes need
+  logits, and a token is decoded only if a branching node lies at or below it. The
+  normaliser is over the allowed tokens, so the full-vocabulary log-sum-exp is never needed.
+  exp(z) sums to 1 over the candidates. Exact: no logit is approximated. A lone candidate has
+  z = 0 whatever the model says, so nothing is decoded: the prompt's new tokens wait in the
+  cache's diff and are evaluated with the next call's (a larger, cheaper batch).
 """
 
 from __future__ import annotations
@@ -23,10 +42,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
 from jitrl_cli.llm import LlamaModel
+
+
+class Prior(str, Enum):
+    """How a candidate's prior logit z_i is read from the model's token logits (module docstring)."""
+
+    sequence = "sequence"  # log p(c | x), full-vocabulary log-softmax at every token (paper §4.1, eq. 2)
+    constrained = "constrained"  # log-probability under decoding constrained to the candidates
 
 
 @dataclass
@@ -34,12 +61,14 @@ class ScoreResult:
     """Prior log-probabilities of the candidates and what it cost.
 
     Attributes:
-        logprobs: shape (n,), z_i = Σ_j log p(token_j), in nats.
-        token_logprobs: per candidate, the log-probability of each of its tokens.
+        logprobs: shape (n,), z_i = Σ_j log p(token_j), in nats (under the :class:`Prior` used).
+        token_logprobs: per candidate, the log-probability of each of its tokens (0 for a token that
+            is the only one the candidates allow after its prefix, under the constrained prior).
         prompt_tokens: length of the prompt in tokens.
         prompt_tokens_evaluated: prompt tokens actually decoded this call (not cached).
         candidate_tokens: Σ_i len(c^(i)), all candidate tokens including terminators.
-        candidate_tokens_evaluated: trie nodes decoded (shared prefixes once, leaves never).
+        candidate_tokens_evaluated: trie nodes decoded (shared prefixes once, leaves never; under the
+            constrained prior only nodes at or above a branching node).
         logit_rows: positions for which the model computed output logits.
         seconds: wall time of the call.
     """
@@ -60,21 +89,36 @@ class ScoreResult:
 
 
 class _Node:
-    __slots__ = ("token", "depth", "children", "seqs", "logprob")
+    __slots__ = ("token", "depth", "prefix", "children", "seqs")
 
-    def __init__(self, token: int, depth: int) -> None:
+    def __init__(self, token: int, prefix: tuple[int, ...]) -> None:
         self.token = token
-        self.depth = depth
+        self.depth = len(prefix)
+        self.prefix = prefix  # the candidate tokens up to and including this node's
         self.children: dict[int, _Node] = {}
         self.seqs: list[int] = []  # sequences that continue below this node
-        self.logprob = 0.0  # log p(token | ancestors)
 
 
-def _log_softmax_row(ptr, n_vocab: int) -> np.ndarray:
-    row = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
-    m = float(row.max())
-    lse = m + float(np.log(np.exp(row - m).sum(dtype=np.float64)))
-    return row.astype(np.float64) - lse
+def _logsumexp(values: np.ndarray) -> float:
+    m = float(values.max())
+    return m + float(np.log(np.exp(values - m).sum(dtype=np.float64)))
+
+
+def child_logprobs(row: np.ndarray, tokens: Sequence[int], allowed: Sequence[int], prior: Prior) -> list[float]:
+    """Log-probabilities of the next ``tokens`` from the logit row of their prefix.
+
+    Args:
+        row: shape (n_vocab,), the raw output logits after the prefix.
+        tokens: the tokens to read (ids, a subset of ``allowed``).
+        allowed: every next token some candidate allows after the prefix (distinct ids).
+        prior: ``sequence``: log-softmax over the whole vocabulary; ``constrained``: log-softmax over
+            ``allowed`` only (module docstring).
+
+    Returns:
+        one log-probability per token of ``tokens``, in nats.
+    """
+    lse = _logsumexp(row) if prior is Prior.sequence else _logsumexp(row[list(allowed)].astype(np.float64))
+    return [float(row[t]) - lse for t in tokens]
 
 
 class CandidateScorer:
@@ -128,7 +172,9 @@ class CandidateScorer:
             raise RuntimeError(f"llama_decode failed with code {rc} (context of {self.model.n_ctx} tokens full?)")
 
     def _row(self, i: int) -> np.ndarray:
-        return _log_softmax_row(self._lib.llama_get_logits_ith(self.model.ctx, i), self.model.n_vocab)
+        """The raw logits at entry ``i`` of the last decoded batch (one that asked for them), shape (n_vocab,)
+        (a view: valid until the next decode)."""
+        return np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.model.ctx, i), shape=(self.model.n_vocab,))
 
     def truncate(self, n_tokens: int) -> int:
         """Drop every KV cell of sequence 0 from position ``n_tokens`` on (also cells written by :meth:`decode`).
@@ -149,7 +195,7 @@ class CandidateScorer:
         self._cached = []
 
     def _sync_prompt(self, prompt: Sequence[int]) -> tuple[int, np.ndarray]:
-        """Make sequence 0 hold ``prompt``; returns (tokens evaluated, log-softmax at its end)."""
+        """Make sequence 0 hold ``prompt``; returns (tokens evaluated, a copy of the raw logits at its end)."""
         if not prompt:
             raise ValueError("empty prompt")
         common = 0
@@ -169,18 +215,22 @@ class CandidateScorer:
             ]
             self.decode(entries)
             if is_last:
-                last_row = self._row(len(chunk) - 1)
+                last_row = self._row(len(chunk) - 1).copy()
         self._cached = list(prompt)
         assert last_row is not None
         return len(todo), last_row
 
     # -- public --------------------------------------------------------------------------
-    def score(self, prompt: Sequence[int], candidates: Sequence[Sequence[int]]) -> ScoreResult:
+    def score(self, prompt: Sequence[int], candidates: Sequence[Sequence[int]],
+              prior: Prior = Prior.sequence) -> ScoreResult:
         """Prior log-probabilities of ``candidates`` (token lists) as continuations of ``prompt``.
 
         Args:
             prompt: prompt token ids (BOS included if the model uses one), length P ≥ 1.
-            candidates: n non-empty token lists.
+            candidates: n non-empty, distinct token lists. Under the constrained prior a candidate
+                must end with a terminator no other candidate continues past (the prompt's
+                ``candidate_tokens`` end with a newline), or its prefix would absorb it.
+            prior: how the logits become the prior (:class:`Prior`, module docstring).
 
         Returns:
             a :class:`ScoreResult` with ``logprobs`` of shape (n,).
@@ -195,6 +245,10 @@ class CandidateScorer:
         longest = max((len(c) for c in candidates), default=0)
         if len(prompt) + longest > self.model.n_ctx:
             raise ValueError(f"prompt ({len(prompt)}) + candidate ({longest}) tokens exceed the context {self.model.n_ctx}")
+        if prior is Prior.constrained and len(candidates) == 1:  # probability 1: nothing to evaluate
+            return ScoreResult(logprobs=np.zeros(1), token_logprobs=[[0.0] * len(candidates[0])],
+                               prompt_tokens=len(prompt), candidate_tokens=len(candidates[0]),
+                               seconds=time.perf_counter() - t0)
         evaluated, root_row = self._sync_prompt(prompt)
         P = len(prompt)
         n = len(candidates)
@@ -202,52 +256,70 @@ class CandidateScorer:
         cand_evaluated = 0
         rows = 1
         mem = self.model.memory
+        # prefix → the next tokens the candidates allow after it (over all groups)
+        allowed: dict[tuple[int, ...], list[int]] = {}
+        for toks in candidates:
+            for j in range(len(toks)):
+                nxt = allowed.setdefault(tuple(toks[:j]), [])
+                if toks[j] not in nxt:
+                    nxt.append(toks[j])
+        # prefix → {allowed next token: its log-probability}, read once per prefix (the first group that
+        # decodes a prefix shared by several groups reads it for all, so the groups agree exactly)
+        known: dict[tuple[int, ...], dict[int, float]] = {}
+
+        def read(prefix: tuple[int, ...], row: np.ndarray) -> None:
+            known[prefix] = dict(zip(allowed[prefix], child_logprobs(row, allowed[prefix], allowed[prefix], prior)))
+
+        read((), root_row)
+        if prior is Prior.constrained:  # the only allowed next token has probability 1: no row needed
+            known.update({pfx: {nxt[0]: 0.0} for pfx, nxt in allowed.items() if len(nxt) == 1})
         for g0 in range(0, n, self._group):
             group = list(range(g0, min(n, g0 + self._group)))
-            root = _Node(-1, 0)
-            paths: dict[int, list[_Node]] = {}
+            root = _Node(-1, ())
             for slot, ci in enumerate(group):
                 seq = slot + 1
-                node, path = root, []
+                node = root
                 toks = candidates[ci]
                 for j, tok in enumerate(toks):
                     child = node.children.get(tok)
                     if child is None:
-                        child = node.children[tok] = _Node(tok, j + 1)
+                        child = node.children[tok] = _Node(tok, tuple(toks[: j + 1]))
                     if j < len(toks) - 1:
                         child.seqs.append(seq)
-                    path.append(child)
                     node = child
-                paths[ci] = path
-            for tok, child in root.children.items():
-                child.logprob = float(root_row[tok])
-            # breadth-first list of internal nodes (those with children); parents precede children
-            internal, frontier = [], [c for c in root.children.values()]
+            # breadth-first list of the internal nodes (parents precede children); those whose logits are not
+            # known yet get a row, and they and their ancestors are decoded
+            internal, frontier = [], list(root.children.values())
             while frontier:
-                nxt = []
+                nxt_level = []
                 for node in frontier:
                     if node.children:
                         internal.append(node)
-                        nxt.extend(node.children.values())
-                frontier = nxt
+                        nxt_level.extend(node.children.values())
+                frontier = nxt_level
+            wanted = {id(nd) for nd in internal if nd.prefix not in known}
+            needed = set(wanted)
+            for nd in reversed(internal):  # children before parents: a node is needed above a needed one
+                if any(id(c) in needed for c in nd.children.values()):
+                    needed.add(id(nd))
+            internal = [nd for nd in internal if id(nd) in needed]
             seqs_used = sorted({s for node in internal for s in node.seqs})
             for s in seqs_used:
                 self._lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
             try:
                 for start in range(0, len(internal), self.model.n_batch):
                     chunk = internal[start : start + self.model.n_batch]
-                    self.decode([(nd.token, P + nd.depth - 1, nd.seqs, True) for nd in chunk])
+                    self.decode([(nd.token, P + nd.depth - 1, nd.seqs, id(nd) in wanted) for nd in chunk])
                     for i, nd in enumerate(chunk):
-                        row = self._row(i)
-                        for tok, child in nd.children.items():
-                            child.logprob = float(row[tok])
+                        if id(nd) in wanted:
+                            read(nd.prefix, self._row(i))
+                            rows += 1
                 cand_evaluated += len(internal)
-                rows += len(internal)
             finally:
                 for s in seqs_used:
                     self._lib.llama_memory_seq_rm(mem, s, -1, -1)
-            for ci in group:
-                token_lps[ci] = [nd.logprob for nd in paths[ci]]
+        for ci, toks in enumerate(candidates):
+            token_lps[ci] = [known[tuple(toks[:j])][tok] for j, tok in enumerate(toks)]
         logprobs = np.array([sum(t) for t in token_lps], dtype=np.float64)
         return ScoreResult(
             logprobs=logprobs,
@@ -283,7 +355,8 @@ class CandidateScorer:
                     if pos == first_read:
                         lps.append([])
                     if pos >= first_read:
-                        lps[-1].append(float(self._row(i)[cand[pos - first_read]]))
+                        tok = cand[pos - first_read]
+                        lps[-1].append(child_logprobs(self._row(i), [tok], [tok], Prior.sequence)[0])
             evaluated += len(seq)
         self.reset()
         return ScoreResult(

@@ -11,6 +11,7 @@ from jitrl_cli.advantage import Exploration, QEstimate
 from jitrl_cli.backup import ReturnEstimate
 from jitrl_cli.errors import UserError
 from jitrl_cli.reflection import StepRewards
+from jitrl_cli.scoring import Prior
 
 
 # option name → (valid?, what a valid value is)
@@ -27,6 +28,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {
     "exploration": Exploration, "q_estimate": QEstimate, "step_rewards": StepRewards, "returns": ReturnEstimate,
+    "prior": Prior,
 }
 
 

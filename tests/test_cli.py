@@ -1,6 +1,7 @@
 """`jitrl play` end to end through the real CLI, and its one-line errors."""
 
 import json
+import math
 import sqlite3
 
 import pytest
@@ -21,9 +22,9 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     assert [e["episode"] for e in episodes] == [1, 2]
     # the game commands' measured defaults (bench/RESULTS.md, "Choosing the defaults")
     assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match",
-                                                  "avoid_cycles", "fill_neighbours", "optimistic")} == {
+                                                  "avoid_cycles", "fill_neighbours", "optimistic", "prior")} == {
         "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True,
-        "avoid_cycles": True, "fill_neighbours": False, "optimistic": False}
+        "avoid_cycles": True, "fill_neighbours": False, "optimistic": False, "prior": "sequence"}
     for e in episodes:
         assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
         assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0
@@ -53,6 +54,21 @@ def test_no_learn_leaves_memory_untouched(tmp_path):
     assert e["params"]["exact_match"] is False
 
 
+@pytest.mark.slow
+def test_play_with_the_constrained_prior(tmp_path):
+    logs = tmp_path / "logs"
+    proc = run_cli("play", "zork1", "--max-steps", "8", "--json", "--memory", str(tmp_path / "mem"),
+                   "--log-dir", str(logs), "--prior", "constrained")
+    assert proc.returncode == 0, proc.stderr
+    e = json.loads(proc.stdout)
+    assert e["params"]["prior"] == "constrained" and e["steps"] == 8
+    rows = [json.loads(x) for x in next(logs.glob("zork1-*.jsonl")).read_text().splitlines()]
+    for row in rows:
+        # the constrained prior is a distribution over the candidates before any renormalising
+        # (the sequence prior's exp(z) sums to far less: it leaves mass on every other string)
+        assert sum(math.exp(c["prior_logit"]) for c in row["candidates"]) == pytest.approx(1.0, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -63,6 +79,7 @@ def test_no_learn_leaves_memory_untouched(tmp_path):
         (["play", "zork1", "--exploration", "wild"], "--exploration must be"),
         (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean or max"),
         (["play", "zork1", "--step-rewards", "human"], "--step-rewards must be env, llm or both"),
+        (["play", "zork1", "--prior", "uniform"], "--prior must be sequence or constrained"),
         (["play", "zork1", "--episodes", "many"], "Invalid value for '--episodes'"),
         (["play", "/tmp/definitely/missing.z5"], "story file not found"),
     ],

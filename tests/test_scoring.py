@@ -5,7 +5,7 @@ import pytest
 
 from jitrl_cli.llm import LlamaModel
 from jitrl_cli.prompt import TranscriptPrompt
-from jitrl_cli.scoring import CandidateScorer, ScoreResult
+from jitrl_cli.scoring import CandidateScorer, Prior, ScoreResult
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +115,114 @@ def test_prompt_is_append_only(llm):
     t1 = prompt.tokens()
     assert t1[: len(t0)] == t0 and len(t1) > len(t0)
     assert llm.detokenize(t1).endswith("white house.\n\n>")
+
+
+# -- the constrained prior -------------------------------------------------------------------------
+
+def _allowed(cands):
+    """prefix → the next tokens the candidates allow after it."""
+    out: dict[tuple, set] = {}
+    for c in cands:
+        for j in range(len(c)):
+            out.setdefault(tuple(c[:j]), set()).add(c[j])
+    return out
+
+
+def _constrained_from_full(cands, full: ScoreResult) -> list[list[float]]:
+    """The constrained prior's token log-probabilities derived by hand from full-vocabulary ones:
+    log p(t | prefix) − log Σ_{a allowed after prefix} p(a | prefix)."""
+    allowed = _allowed(cands)
+    full_lp = {}  # (prefix, token) → log p(token | prefix), full vocabulary
+    for c, lps in zip(cands, full.token_logprobs):
+        for j, lp in enumerate(lps):
+            full_lp[(tuple(c[:j]), c[j])] = lp
+    out = []
+    for c in cands:
+        row = []
+        for j in range(len(c)):
+            prefix = tuple(c[:j])
+            norm = np.logaddexp.reduce([full_lp[(prefix, a)] for a in allowed[prefix]])
+            row.append(full_lp[(prefix, c[j])] - norm)
+        out.append(row)
+    return out
+
+
+def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, model_path):
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    allowed = _allowed(cands)
+    assert any(len(v) >= 2 for k, v in allowed.items() if k), "the test needs a branching node below the root"
+    scorer.reset()
+    got = scorer.score(prompt.tokens(), cands, prior=Prior.constrained)
+    # reference: full-vocabulary log-probs from a brand-new context, one candidate at a time
+    fresh = LlamaModel(model_path, n_ctx=1024)
+    try:
+        full = CandidateScorer(fresh).score_sequential(prompt.tokens(), cands)
+    finally:
+        fresh.close()
+    want = _constrained_from_full(cands, full)
+    for c, g, w in zip(cands, got.token_logprobs, want):
+        assert len(g) == len(c) and np.max(np.abs(np.subtract(g, w))) <= TOL_TOKEN, (g, w)
+        for j in range(len(c)):  # a token that is the only one allowed after its prefix has probability 1
+            if len(allowed[tuple(c[:j])]) == 1:
+                assert g[j] == 0.0
+    assert np.max(np.abs(got.logprobs - np.array([sum(w) for w in want]))) <= TOL_CANDIDATE
+    # a distribution over the candidates: Σ exp(z) = 1 without renormalising
+    assert np.exp(got.logprobs).sum() == pytest.approx(1.0, abs=1e-9)
+    # and not the sequence prior: long candidates are not penalised per token
+    seq = scorer.score(prompt.tokens(), cands)
+    assert np.exp(seq.logprobs).sum() < 0.99
+
+
+def test_constrained_prior_decodes_only_branching_nodes_and_their_ancestors(llm, scorer):
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    allowed = _allowed(cands)
+    branching = {p for p, nxt in allowed.items() if p and len(nxt) >= 2}
+    decoded = {p[:j] for p in branching for j in range(1, len(p) + 1)}
+    scorer.reset()
+    seq = scorer.score(prompt.tokens(), cands)
+    scorer.reset()
+    r = scorer.score(prompt.tokens(), cands, prior=Prior.constrained)
+    assert r.logit_rows == 1 + len(branching)
+    assert r.candidate_tokens_evaluated == len(decoded)
+    assert r.logit_rows < seq.logit_rows and r.candidate_tokens_evaluated < seq.candidate_tokens_evaluated
+    assert r.prompt_tokens_evaluated == seq.prompt_tokens_evaluated == len(prompt.tokens())
+    # candidates that never branch below the root need no decode at all
+    scorer.reset()
+    flat = scorer.score(prompt.tokens(), [prompt.candidate_tokens(a) for a in ["north", "open mailbox"]],
+                        prior=Prior.constrained)
+    assert flat.logit_rows == 1 and flat.candidate_tokens_evaluated == 0
+
+
+def test_constrained_prior_defers_a_lone_candidate_to_the_next_call(llm, scorer):
+    prompt = _prompt(llm)
+    scorer.reset()
+    scorer.score(prompt.tokens(), [prompt.candidate_tokens(a) for a in ACTIONS], prior=Prior.constrained)
+    before = len(prompt.tokens())
+    prompt.append(prompt.candidate_tokens("open mailbox"), "Opening the small mailbox reveals a leaflet.")
+    lone = scorer.score(prompt.tokens(), [prompt.candidate_tokens("take leaflet")], prior=Prior.constrained)
+    assert lone.logprobs.tolist() == [0.0] and lone.tokens_evaluated == 0 and lone.logit_rows == 0
+    middle = len(prompt.tokens())
+    prompt.append(prompt.candidate_tokens("take leaflet"), "Taken.")
+    nxt = scorer.score(prompt.tokens(), [prompt.candidate_tokens(a) for a in ["read leaflet", "north"]],
+                       prior=Prior.constrained)
+    # the lone step's prompt tokens are evaluated with the next step's, once
+    assert nxt.prompt_tokens_evaluated == len(prompt.tokens()) - before
+    assert middle - before > 0 and np.exp(nxt.logprobs).sum() == pytest.approx(1.0, abs=1e-9)
+    # the sequence prior still scores a lone candidate (its log p is logged)
+    seq = scorer.score(prompt.tokens(), [prompt.candidate_tokens("north")])
+    assert seq.logprobs[0] < 0 and seq.logit_rows == len(prompt.candidate_tokens("north"))
+
+
+def test_constrained_prior_is_exact_across_sequence_id_groups(llm, scorer):
+    # more candidates than sequence ids: scored in groups, normalised over all candidates' tokens
+    prompt = _prompt(llm)
+    actions = [f"take object number {i}" for i in range(llm.n_seq_max + 10)] + ["north"]
+    cands = [prompt.candidate_tokens(a) for a in actions]
+    scorer.reset()
+    full = scorer.score(prompt.tokens(), cands)
+    got = scorer.score(prompt.tokens(), cands, prior=Prior.constrained)
+    want = _constrained_from_full(cands, full)
+    assert np.max(np.abs(got.logprobs - np.array([sum(w) for w in want]))) <= TOL_CANDIDATE
+    assert np.exp(got.logprobs).sum() == pytest.approx(1.0, abs=1e-9)
