@@ -17,7 +17,7 @@ import typer
 MODEL = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M).")
 MEMORY = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir).")
 ROM_DIR = typer.Option(None, "--rom-dir", help="Directory searched first for games.")
-WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean"}
+WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence"}
 
 _BETA_HELP = "β: strength of the advantage update on the logits (0 = static policy)."
 _Q_HELP = "Q̂(s,a) from the neighbours' returns: max (best return; deterministic games) or mean (paper)."
@@ -42,7 +42,11 @@ RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
 OPTIMISTIC = typer.Option(False, "--optimistic/--no-optimistic", help="Value candidates never taken among the neighbours at least as well as doing nothing more (Q̂ from max(V̂, 0)), so returns dragged below 0 by later deaths do not stop exploration.")
-PRIOR = typer.Option("sequence", "--prior", help="The LLM prior over the candidates: sequence (probability that the model writes the action, full-vocabulary softmax at every token) or constrained (probability under decoding constrained to the candidate actions: only branching tokens are scored, a faster step).")
+_PRIOR_HELP = ("The LLM prior over the candidates: sequence (probability that the model writes the action, full-vocabulary "
+               "softmax at every token) or constrained (probability under decoding constrained to the candidate actions: "
+               "only the tokens where candidates branch are scored, a faster step).")
+PRIOR = typer.Option("sequence", "--prior", help=_PRIOR_HELP)
+WEB_PRIOR = typer.Option(WEB_DEFAULTS["prior"], "--prior", help=_PRIOR_HELP)
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")

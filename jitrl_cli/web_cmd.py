@@ -207,6 +207,7 @@ def web(
     alpha: float = options.ALPHA,
     bonus_prob: float = options.BONUS_PROB,
     q_estimate: str = options.WEB_Q_ESTIMATE,
+    prior: str = options.WEB_PRIOR,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler and of the MiniWoB problem instances."),
     greedy: bool = options.GREEDY,
     no_learn: bool = options.NO_LEARN,
@@ -229,7 +230,8 @@ def web(
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
     cfg = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
                        greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                       death_penalty=0.0, max_steps=steps, seed=seed, q_estimate=q_estimate)
+                       death_penalty=0.0, max_steps=steps, seed=seed, q_estimate=q_estimate,
+                       prior=prior)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
     require(instances >= 0, f"--instances must be >= 0, got {instances}")
     names = _task_list(suite, task, tasks, task_id)

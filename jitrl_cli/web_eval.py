@@ -100,8 +100,9 @@ def web_settings(ctx: Any) -> dict[str, Any]:
     exact match or cycle avoidance (web pages have no world-state hash)."""
     from jitrl_cli.advantage import Exploration, QEstimate
     from jitrl_cli.options import WEB_DEFAULTS
+    from jitrl_cli.scoring import Prior
 
-    kinds = {"exploration": Exploration, "q_estimate": QEstimate}
+    kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
     for flag in ("exact_match", "avoid_cycles", "optimistic"):
         if not option_given(ctx, flag):

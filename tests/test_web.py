@@ -234,6 +234,7 @@ def test_web_cli_three_episodes_json_and_memory(tmp_path):
         assert r["task"] == "click-button" and r["suite"] == "miniwob" and r["game"] == "miniwob"
         assert isinstance(r["success"], bool) and r["success"] == (r["score"] > 0)
         assert 1 <= r["steps"] <= 10 and r["tokens_evaluated"] > 0 and r["blocked_requests"] == 0
+        assert r["params"]["prior"] == "sequence"  # the web default (the prior issue 4's MiniWoB++ runs measured)
     total = sum(r["steps"] for r in rows)
     with sqlite3.connect(mem / "memory.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM steps WHERE game='miniwob'").fetchone()[0] == total
@@ -310,6 +311,7 @@ def test_webarena_missing_site_is_one_line_error(tmp_path, extra, message):
         (["web"], "give --task NAME"),
         (["web", "--task", "click-button", "--episodes", "0"], "--episodes must be at least 1"),
         (["web", "--task-id", "42", "--dataset", "v2"], "--dataset must be verified or original"),
+        (["web", "--task", "click-button", "--prior", "uniform"], "--prior must be sequence or constrained"),
         (["web", "--task", "click-button", "--chromium", "/nonexistent/chromium"], "Chromium not found at /nonexistent/chromium"),
     ],
 )

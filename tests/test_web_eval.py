@@ -72,9 +72,9 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
         assert logs["static-seed0"][1]["params"]["beta"] == 0
         # a suite uses `jitrl web`'s defaults (the paper's), not the game commands'
         assert {k: params[k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match", "avoid_cycles",
-                                       "optimistic")} == {
+                                       "optimistic", "prior")} == {
             "beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "exact_match": False,
-            "avoid_cycles": False, "optimistic": False}
+            "avoid_cycles": False, "optimistic": False, "prior": "sequence"}
         # a fresh memory per arm and seed, inside the task's directory
         with MemoryStore(d / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
             assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {r["uuid"] for r in logs["jitrl-seed0"]}
