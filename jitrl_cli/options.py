@@ -3,7 +3,9 @@
 The learning defaults of the game commands (`play`, `eval`, `memory inspect`) are the configuration
 measured best on zork1 and detective (bench/RESULTS.md, "Choosing the defaults" and "Exact neighbours
 only, and cycle avoidance"): exact world-state match with ANN neighbours only for states never
-visited, cycle avoidance, Q̂ = the best return, deterministic UCB exploration, γ 0.95, β 30, k 50.
+visited, cycle avoidance, Q̂ = the best return, deterministic UCB exploration, γ 0.95, β 30, k 50,
+and the sequence prior (``--prior constrained`` is the faster step; it learned worse on zork1:
+bench/RESULTS.md, "The constrained prior").
 The paper's settings are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
 --gamma 0.5 --beta 3 --k 10`.
 `jitrl web` and `eval --suite` keep the paper's settings (``WEB_DEFAULTS``), which the MiniWoB++
