@@ -128,8 +128,24 @@ def test_bad_eval_input_is_one_line(tmp_path):
         (["eval", "zork1", "--arms", "jitrl,greedy", "--out", str(tmp_path / "o")], "--arms must be a comma list"),
         (["eval", "zork1", "--seeds", "0", "--out", str(tmp_path / "o")], "must be at least 1"),
         (["eval", "nosuchgame", "--out", str(tmp_path / "o")], "unknown game"),
+        (["eval", "zork1", "--prior", "greedy", "--out", str(tmp_path / "o")], "--prior must be sequence or constrained"),
     ]:
         proc = run_cli(*args)
         assert proc.returncode == 2 and proc.stderr.startswith("error:") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
+    from jitrl_cli.errors import UserError
+    from jitrl_cli.evaluation import ADDED_SETTINGS, check_run_file
+
+    params = {"game": "zork1", "episodes": 2, "beta": 30.0, **ADDED_SETTINGS}
+    old = {k: v for k, v in params.items() if k not in ADDED_SETTINGS}  # a run.json from before those options
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    check_run_file(tmp_path, params, force=False)  # the same run: resumes, and records the settings
+    assert json.loads((tmp_path / "run.json").read_text()) == params
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    with pytest.raises(UserError, match=r"other settings \(prior\)"):
+        check_run_file(tmp_path, params | {"prior": "constrained"}, force=False)
+    assert json.loads((tmp_path / "run.json").read_text()) == old  # a refused resume leaves run.json alone
