@@ -104,21 +104,20 @@ def _logsumexp(values: np.ndarray) -> float:
     return m + float(np.log(np.exp(values - m).sum(dtype=np.float64)))
 
 
-def child_logprobs(row: np.ndarray, tokens: Sequence[int], allowed: Sequence[int], prior: Prior) -> list[float]:
-    """Log-probabilities of the next ``tokens`` from the logit row of their prefix.
+def child_logprobs(row: np.ndarray, allowed: Sequence[int], prior: Prior) -> list[float]:
+    """Log-probabilities of the next tokens ``allowed`` after a prefix, from the prefix's logit row.
 
     Args:
         row: shape (n_vocab,), the raw output logits after the prefix.
-        tokens: the tokens to read (ids, a subset of ``allowed``).
         allowed: every next token some candidate allows after the prefix (distinct ids).
         prior: ``sequence``: log-softmax over the whole vocabulary; ``constrained``: log-softmax over
             ``allowed`` only (module docstring).
 
     Returns:
-        one log-probability per token of ``tokens``, in nats.
+        one log-probability per token of ``allowed``, in nats.
     """
     lse = _logsumexp(row) if prior is Prior.sequence else _logsumexp(row[list(allowed)].astype(np.float64))
-    return [float(row[t]) - lse for t in tokens]
+    return [float(row[t]) - lse for t in allowed]
 
 
 class CandidateScorer:
@@ -268,7 +267,7 @@ class CandidateScorer:
         known: dict[tuple[int, ...], dict[int, float]] = {}
 
         def read(prefix: tuple[int, ...], row: np.ndarray) -> None:
-            known[prefix] = dict(zip(allowed[prefix], child_logprobs(row, allowed[prefix], allowed[prefix], prior)))
+            known[prefix] = dict(zip(allowed[prefix], child_logprobs(row, allowed[prefix], prior)))
 
         read((), root_row)
         if prior is Prior.constrained:  # the only allowed next token has probability 1: no row needed
@@ -356,7 +355,7 @@ class CandidateScorer:
                         lps.append([])
                     if pos >= first_read:
                         tok = cand[pos - first_read]
-                        lps[-1].append(child_logprobs(self._row(i), [tok], [tok], Prior.sequence)[0])
+                        lps[-1].append(child_logprobs(self._row(i), [tok], Prior.sequence)[0])
             evaluated += len(seq)
         self.reset()
         return ScoreResult(
