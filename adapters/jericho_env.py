@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,42 @@ from adapters.valid_actions import ValidActionFinder
 #: fallback candidates when the valid-action finder times out
 FALLBACK_ACTIONS = ["north", "south", "east", "west", "up", "down", "look", "inventory"]
 Z_MACHINE_SUFFIXES = (".z1", ".z2", ".z3", ".z4", ".z5", ".z6", ".z7", ".z8", ".dat")
+
+
+class StateHash(str, Enum):
+    """What makes two world states "the same" (the exact-match and cycle key, ``info["state_hash"]``).
+
+    * ``jericho``: Jericho's ``get_world_state_hash``, an MD5 of the whole object tree (each object's
+      parent, sibling, child, attributes, properties) and the game's special RAM. Taking an object and
+      dropping it again gives a new hash, because the dropped object becomes its room's first child.
+    * ``unordered``: the same tree without the sibling and child links, i.e. each object's container,
+      attributes and properties, plus the special RAM: the order of the objects inside a container
+      is ignored, so "take rope, drop rope" is back in the state it started from.
+    """
+
+    jericho = "jericho"
+    unordered = "unordered"
+
+
+#: prefix of unordered hashes, so that they never equal one of Jericho's in a memory holding both
+UNORDERED_PREFIX = "u:"
+
+
+def unordered_state_hash(env) -> str:
+    """The world state of a Jericho ``FrotzEnv`` up to the order of objects within their containers.
+
+    Args:
+        env: a ``jericho.FrotzEnv`` after ``reset``.
+
+    Returns:
+        ``"u:"`` + 32 hex digits: the MD5 of each cleaned object's (number, name, parent, attributes,
+        properties) in object order, and of the special RAM that Jericho's own hash includes.
+    """
+    objects = "; ".join(
+        f"{o.num} {o.name} {o.parent} {list(o.attr)} {list(o.properties)}" for o in env.get_world_objects(clean=True)
+    )
+    ram = env._get_special_ram()  # the game-specific RAM that Jericho's get_world_state_hash also hashes
+    return UNORDERED_PREFIX + hashlib.md5((objects + "|" + str(ram.tolist())).encode("utf-8")).hexdigest()
 
 
 def check_story_file(path: Path) -> dict:
@@ -44,6 +81,7 @@ class JerichoEnv:
         seed: emulator seed; None uses the walkthrough's seed from Jericho's bindings.
         max_steps: steps after which ``truncated`` is True (None: no limit).
         valid_actions_timeout: seconds per valid-action computation before falling back.
+        state_hash: how ``info["state_hash"]`` identifies a world state (:class:`StateHash`).
 
     ``info`` keys: score, moves, max_score, location, inventory (list[str]), state_hash,
     candidates (list[str]), victory, game_over, valid_actions_timeout (bool),
@@ -59,8 +97,14 @@ class JerichoEnv:
         seed: int | None = None,
         max_steps: int | None = None,
         valid_actions_timeout: float = 10.0,
+        state_hash: StateHash | str = StateHash.jericho,
     ) -> None:
         import jericho
+
+        try:
+            self.state_hash = StateHash(state_hash)
+        except ValueError:
+            raise AdapterError(f"unknown state hash {state_hash!r}: use jericho or unordered") from None
 
         path = Path(rom_path)
         self.bindings = check_story_file(path)
@@ -133,13 +177,19 @@ class JerichoEnv:
             "max_score": self.max_score,
             "location": location.name if location is not None else None,
             "inventory": [o.name for o in env.get_inventory()],
-            "state_hash": env.get_world_state_hash(),
+            "state_hash": self.world_state_hash(),
             "candidates": candidates,
             "victory": victory,
             "game_over": game_over and not victory,
             "valid_actions_timeout": timed_out,
             "valid_actions_seconds": seconds,
         }
+
+    def world_state_hash(self) -> str:
+        """The current world state's key, as chosen by ``state_hash`` (see :class:`StateHash`)."""
+        if self.state_hash is StateHash.unordered:
+            return unordered_state_hash(self._env)
+        return self._env.get_world_state_hash()
 
     def walkthrough(self) -> list[str]:
         """Jericho's walkthrough actions for this game."""

@@ -378,6 +378,9 @@ class Agent:
             "returns": ReturnEstimate(cfg.returns).value, "avoid_cycles": cfg.avoid_cycles,
             "fill_neighbours": cfg.fill_neighbours, "optimistic": cfg.optimistic, "prior": Prior(cfg.prior).value,
         }
+        hash_kind = getattr(getattr(env, "state_hash", None), "value", None)  # a Jericho game's world-state key
+        if hash_kind is not None:
+            params["state_hash"] = hash_kind
         episode_id = None
         t0 = time.perf_counter()
         if use_memory and records:

@@ -56,6 +56,7 @@ def play(
     avoid_cycles: bool = options.AVOID_CYCLES,
     optimistic: bool = options.OPTIMISTIC,
     prior: str = options.PRIOR,
+    state_hash: str = options.STATE_HASH,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -72,6 +73,7 @@ def play(
     from jitrl_cli.llm import resolve_model_path
     from jitrl_cli.paths import default_memory_dir
     from jitrl_cli.session import open_game_session, resolve_game
+    from jitrl_cli.validation import check_options
     from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
@@ -82,6 +84,7 @@ def play(
                           novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
                           avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
                           prior=prior)
+    check_options(state_hash=state_hash)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
@@ -89,7 +92,7 @@ def play(
     embedder = get_embedder()
     store = MemoryStore(memory or default_memory_dir(), embedder)
     try:
-        session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
+        session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout, state_hash)
     except BaseException:
         store.close()
         raise

@@ -71,6 +71,7 @@ def eval_(
     avoid_cycles: bool = options.AVOID_CYCLES,
     optimistic: bool = options.OPTIMISTIC,
     prior: str = options.PRIOR,
+    state_hash: str = options.STATE_HASH,
     novelty: float = options.NOVELTY,
     q_estimate: str = options.Q_ESTIMATE,
     step_rewards: str = options.STEP_REWARDS,
@@ -90,6 +91,7 @@ def eval_(
     from jitrl_cli.llm import resolve_model_path
     from jitrl_cli.report import write_report
     from jitrl_cli.session import open_game_session, resolve_game
+    from jitrl_cli.validation import check_options
     from memories.embedding import get_embedder
 
     arm_names = parse_arms(arms)
@@ -104,10 +106,13 @@ def eval_(
                           avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
                           prior=prior)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
-        from jitrl_cli.web_eval import eval_suite
+        from jitrl_cli.web_eval import eval_suite, option_given
 
+        if state_hash != options.STATE_HASH.default and option_given(ctx, "state_hash"):
+            raise UserError("--state-hash applies to games only (web pages have no world state)")
         return eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes,
                           arms=arm_names, seeds=seeds, model=model, n_ctx=n_ctx, force=force, json_out=json_out, ctx=ctx)
+    check_options(state_hash=state_hash)
     rom = resolve_game(game, rom_dir, offer_download=False)
     model_path = resolve_model_path(model)
     params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
@@ -116,10 +121,11 @@ def eval_(
               "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
               "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
               "step_rewards": step_rewards, "returns": returns, "avoid_cycles": avoid_cycles,
-              "fill_neighbours": fill_neighbours, "optimistic": optimistic, "prior": prior}
+              "fill_neighbours": fill_neighbours, "optimistic": optimistic, "prior": prior,
+              "state_hash": state_hash}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
-    session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout)
+    session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout, state_hash)
     embedder = get_embedder()
 
     console = Console(stderr=True)

@@ -87,7 +87,8 @@ def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
 
 
 # Settings added after runs were started: a run.json without them ran with this value.
-ADDED_SETTINGS = {"returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "prior": "sequence"}
+ADDED_SETTINGS = {"returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "prior": "sequence",
+                  "state_hash": "jericho"}
 
 
 def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:

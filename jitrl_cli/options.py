@@ -49,6 +49,7 @@ _PRIOR_HELP = ("The LLM prior over the candidates: sequence (probability that th
                "only the tokens where candidates branch are scored, a faster step).")
 PRIOR = typer.Option("sequence", "--prior", help=_PRIOR_HELP)
 WEB_PRIOR = typer.Option(WEB_DEFAULTS["prior"], "--prior", help=_PRIOR_HELP)
+STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world states the same for --exact-match and cycle avoidance: jericho (Jericho's hash of the object tree) or unordered (the same tree, ignoring the order of objects inside a container, so taking and dropping an object returns to the same state).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")

@@ -56,8 +56,11 @@ class GameSession:
         self.llm.close()
 
 
-def open_game_session(rom: Path, model_path: Path, n_ctx: int, max_steps: int, valid_actions_timeout: float) -> GameSession:
+def open_game_session(rom: Path, model_path: Path, n_ctx: int, max_steps: int, valid_actions_timeout: float,
+                      state_hash: str = "jericho") -> GameSession:
     """Load the model (a path from :func:`jitrl_cli.llm.resolve_model_path`) and start the game.
+
+    ``state_hash`` is the environment's world-state key (:class:`adapters.jericho_env.StateHash`).
 
     Raises:
         UserError / AdapterError: one-line errors for a bad model file or story file.
@@ -65,7 +68,7 @@ def open_game_session(rom: Path, model_path: Path, n_ctx: int, max_steps: int, v
     llm = LlamaModel(model_path, n_ctx=n_ctx)
     try:
         scorer = CandidateScorer(llm)
-        env = JerichoEnv(rom, max_steps=max_steps, valid_actions_timeout=valid_actions_timeout)
+        env = JerichoEnv(rom, max_steps=max_steps, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
     except BaseException:
         llm.close()
         raise

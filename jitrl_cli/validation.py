@@ -7,6 +7,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from adapters.jericho_env import StateHash
 from jitrl_cli.advantage import Exploration, QEstimate
 from jitrl_cli.backup import ReturnEstimate
 from jitrl_cli.errors import UserError
@@ -28,7 +29,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {
     "exploration": Exploration, "q_estimate": QEstimate, "step_rewards": StepRewards, "returns": ReturnEstimate,
-    "prior": Prior,
+    "prior": Prior, "state_hash": StateHash,
 }
 
 

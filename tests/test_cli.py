@@ -22,9 +22,11 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     assert [e["episode"] for e in episodes] == [1, 2]
     # the game commands' measured defaults (bench/RESULTS.md, "Choosing the defaults")
     assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match",
-                                                  "avoid_cycles", "fill_neighbours", "optimistic", "prior")} == {
+                                                  "avoid_cycles", "fill_neighbours", "optimistic", "prior",
+                                                  "state_hash")} == {
         "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True,
-        "avoid_cycles": True, "fill_neighbours": False, "optimistic": False, "prior": "sequence"}
+        "avoid_cycles": True, "fill_neighbours": False, "optimistic": False, "prior": "sequence",
+        "state_hash": "jericho"}
     for e in episodes:
         assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
         assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0
@@ -69,6 +71,17 @@ def test_play_with_the_constrained_prior(tmp_path):
         assert sum(math.exp(c["prior_logit"]) for c in row["candidates"]) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
+def test_play_with_the_unordered_state_hash(tmp_path):
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork1", "--max-steps", "3", "--json", "--memory", str(mem), "--state-hash", "unordered")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["params"]["state_hash"] == "unordered"
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        hashes = [r[0] for r in db.execute("SELECT world_hash FROM steps")]
+    assert len(hashes) == 3 and all(h.startswith("u:") for h in hashes)  # never equal to one of Jericho's hashes
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -80,6 +93,7 @@ def test_play_with_the_constrained_prior(tmp_path):
         (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean or max"),
         (["play", "zork1", "--step-rewards", "human"], "--step-rewards must be env, llm or both"),
         (["play", "zork1", "--prior", "uniform"], "--prior must be sequence or constrained"),
+        (["play", "zork1", "--state-hash", "tree"], "--state-hash must be jericho or unordered"),
         (["play", "zork1", "--episodes", "many"], "Invalid value for '--episodes'"),
         (["play", "/tmp/definitely/missing.z5"], "story file not found"),
     ],

@@ -48,6 +48,32 @@ def test_candidates_are_cached_by_world_state(env):
     assert env._finder.calls == calls + 1  # a new world state is computed once
 
 
+def test_unordered_state_hash_ignores_the_order_of_objects(zork1):
+    hashes = {}
+    for kind in ("jericho", "unordered"):
+        e = JerichoEnv(zork1, state_hash=kind)
+        try:
+            e.reset()
+            for action in ["n", "e", "open window", "w"]:
+                _, _, _, _, info = e.step(action)
+            before = info["state_hash"]
+            if kind == "jericho":
+                assert before == e._env.get_world_state_hash()  # the default is Jericho's own hash
+            for action in ["take bottle", "put bottle on table"]:  # the bottle is back, now the table's first child
+                _, _, _, _, info = e.step(action)
+            back = info["state_hash"]
+            _, _, _, _, info = e.step("open bottle")  # an attribute changes: a new state for both
+            hashes[kind] = (before, back, info["state_hash"])
+        finally:
+            e.close()
+    before, back, opened = hashes["jericho"]
+    assert back != before and opened != back
+    before, back, opened = hashes["unordered"]
+    assert back == before and opened != back and before.startswith("u:") and len(before) == 34
+    with pytest.raises(AdapterError, match="unknown state hash"):
+        JerichoEnv(zork1, state_hash="tree")
+
+
 def test_truncation_at_max_steps(zork1):
     e = JerichoEnv(zork1, max_steps=2)
     try:
