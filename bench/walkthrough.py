@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from adapters.base import AdapterError  # noqa: E402
 from adapters.jericho_env import JerichoEnv  # noqa: E402
+from jitrl_cli.errors import UserError  # noqa: E402
 from jitrl_cli.paths import require_game  # noqa: E402
 
 
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--steps must be a comma list of integers, got {args.steps!r}")
     if steps[0] < 1:
         parser.error("--steps must be at least 1")
-    env = JerichoEnv(require_game(args.game, args.rom_dir), max_steps=None)
+    try:
+        env = JerichoEnv(require_game(args.game, args.rom_dir), max_steps=None)
+    except (UserError, AdapterError) as exc:
+        parser.error(str(exc))
     try:
         result = {"game": env.name, **walkthrough_scores(env, steps)}
     finally:

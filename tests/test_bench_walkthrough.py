@@ -20,3 +20,5 @@ def test_walkthrough_scores_on_zork1(tmp_path, games_dir):
     assert "60 steps: 63" in proc.stdout
     bad = subprocess.run([sys.executable, str(BENCH), "zork1", "--steps", "ten"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--steps must be a comma list" in bad.stderr
+    missing = subprocess.run([sys.executable, str(BENCH), "nosuchgame"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "unknown game" in missing.stderr and "Traceback" not in missing.stderr
