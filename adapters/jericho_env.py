@@ -143,13 +143,16 @@ class JerichoEnv:
         self._env.close()
 
     # -- state ---------------------------------------------------------------------------
-    def candidate_actions(self) -> tuple[list[str], bool]:
-        """Valid actions in the current state, cached by world-state hash.
+    def candidate_actions(self, world_hash: str | None = None) -> tuple[list[str], bool]:
+        """Valid actions in the current state, cached by Jericho's world-state hash.
+
+        Args:
+            world_hash: the current state's ``get_world_state_hash()`` if the caller has it (None: computed).
 
         Returns:
             (actions, timed_out): on timeout the fallback navigation actions.
         """
-        key = self._env.get_world_state_hash()
+        key = world_hash or self._env.get_world_state_hash()
         if key in self._cache:
             return self._cache[key], False
         actions = self._finder(self._env.get_state())
@@ -162,6 +165,7 @@ class JerichoEnv:
 
     def _info(self, done: bool) -> dict[str, Any]:
         env = self._env
+        jericho_hash = env.get_world_state_hash()  # the valid-action cache's key, and the default state key
         location = env.get_player_location()
         victory = bool(env.victory())
         game_over = bool(env.game_over())
@@ -169,7 +173,7 @@ class JerichoEnv:
         timed_out = False
         t0 = time.perf_counter()
         if not done:
-            candidates, timed_out = self.candidate_actions()
+            candidates, timed_out = self.candidate_actions(jericho_hash)
         seconds = time.perf_counter() - t0
         return {
             "score": float(env.get_score()),
@@ -177,19 +181,13 @@ class JerichoEnv:
             "max_score": self.max_score,
             "location": location.name if location is not None else None,
             "inventory": [o.name for o in env.get_inventory()],
-            "state_hash": self.world_state_hash(),
+            "state_hash": unordered_state_hash(env) if self.state_hash is StateHash.unordered else jericho_hash,
             "candidates": candidates,
             "victory": victory,
             "game_over": game_over and not victory,
             "valid_actions_timeout": timed_out,
             "valid_actions_seconds": seconds,
         }
-
-    def world_state_hash(self) -> str:
-        """The current world state's key, as chosen by ``state_hash`` (see :class:`StateHash`)."""
-        if self.state_hash is StateHash.unordered:
-            return unordered_state_hash(self._env)
-        return self._env.get_world_state_hash()
 
     def walkthrough(self) -> list[str]:
         """Jericho's walkthrough actions for this game."""
