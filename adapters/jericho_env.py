@@ -26,14 +26,30 @@ class StateHash(str, Enum):
     * ``unordered``: the same tree without the sibling and child links, i.e. each object's container,
       attributes and properties, plus the special RAM: the order of the objects inside a container
       is ignored, so "take rope, drop rope" is back in the state it started from.
+    * ``local``: what the player can see and carry: the player's location, every object inside it
+      (the player and the inventory included, at any depth) with its container, attributes and
+      properties, the score, and the special RAM. Objects elsewhere in the world are left out, so
+      visits that differ only far away (the lantern left upstairs, a window opened earlier) share
+      their experience. Two such states can still need different actions (an abstraction, not the
+      true state).
     """
 
     jericho = "jericho"
     unordered = "unordered"
+    local = "local"
 
 
-#: prefix of unordered hashes, so that they never equal one of Jericho's in a memory holding both
+#: prefixes of the non-Jericho hashes, so that no two kinds are ever equal in a memory holding several
 UNORDERED_PREFIX = "u:"
+LOCAL_PREFIX = "l:"
+
+
+def _objects_digest(prefix: str, objects, extra: str, env) -> str:
+    """``prefix`` + the MD5 of the objects' (number, name, parent, attributes, properties), ``extra``
+    and the special RAM that Jericho's own ``get_world_state_hash`` includes."""
+    text = "; ".join(f"{o.num} {o.name} {o.parent} {list(o.attr)} {list(o.properties)}" for o in objects)
+    ram = env._get_special_ram()
+    return prefix + hashlib.md5(f"{text}|{extra}|{ram.tolist()}".encode("utf-8")).hexdigest()
 
 
 def unordered_state_hash(env) -> str:
@@ -44,13 +60,47 @@ def unordered_state_hash(env) -> str:
 
     Returns:
         ``"u:"`` + 32 hex digits: the MD5 of each cleaned object's (number, name, parent, attributes,
-        properties) in object order, and of the special RAM that Jericho's own hash includes.
+        properties) in object order, and of the special RAM.
     """
-    objects = "; ".join(
-        f"{o.num} {o.name} {o.parent} {list(o.attr)} {list(o.properties)}" for o in env.get_world_objects(clean=True)
-    )
-    ram = env._get_special_ram()  # the game-specific RAM that Jericho's get_world_state_hash also hashes
-    return UNORDERED_PREFIX + hashlib.md5((objects + "|" + str(ram.tolist())).encode("utf-8")).hexdigest()
+    return _objects_digest(UNORDERED_PREFIX, env.get_world_objects(clean=True), "", env)
+
+
+def local_state_hash(env) -> str:
+    """The part of a Jericho ``FrotzEnv``'s world state the player can see and carry (:class:`StateHash`).
+
+    Rooms are the objects that share the location's container (Zork's ROOMS). An object counts unless
+    its chain of containers reaches a room other than the player's: what is here, what the player
+    carries, and the objects in no room (doors and windows kept as "local globals", objects not yet
+    in play) are in; what lies in other rooms is out.
+
+    Args:
+        env: a ``jericho.FrotzEnv`` after ``reset``.
+
+    Returns:
+        ``"l:"`` + 32 hex digits: the MD5 of the location's number, those objects (in object order, each
+        with its container, attributes and properties; the player object itself left out, its inventory
+        in), the score and the special RAM. The whole object tree if the player has no location.
+    """
+    objects = env.get_world_objects(clean=True)
+    location = env.get_player_location()
+    if location is None:
+        return _objects_digest(LOCAL_PREFIX, objects, f"score {env.get_score()}", env)
+    parent = {o.num: o.parent for o in objects}
+    here = location.num
+    rooms = {o.num for o in objects if o.parent == location.parent} - {here}
+    player = env.get_player_object().num  # left out itself (its attributes flip with no effect); its inventory counts
+
+    def elsewhere(num: int) -> bool:
+        seen = set()
+        while num and num not in seen:  # object 0 is the root; `seen` guards against a malformed tree
+            if num in rooms:
+                return True
+            seen.add(num)
+            num = parent.get(num, 0)
+        return False
+
+    kept = [o for o in objects if o.num not in rooms and o.num not in (here, player) and not elsewhere(o.num)]
+    return _objects_digest(LOCAL_PREFIX, kept, f"at {here} score {env.get_score()}", env)
 
 
 def check_story_file(path: Path) -> dict:
@@ -104,7 +154,7 @@ class JerichoEnv:
         try:
             self.state_hash = StateHash(state_hash)
         except ValueError:
-            raise AdapterError(f"unknown state hash {state_hash!r}: use jericho or unordered") from None
+            raise AdapterError(f"unknown state hash {state_hash!r}: use one of {', '.join(h.value for h in StateHash)}") from None
 
         path = Path(rom_path)
         self.bindings = check_story_file(path)
@@ -181,13 +231,21 @@ class JerichoEnv:
             "max_score": self.max_score,
             "location": location.name if location is not None else None,
             "inventory": [o.name for o in env.get_inventory()],
-            "state_hash": unordered_state_hash(env) if self.state_hash is StateHash.unordered else jericho_hash,
+            "state_hash": self._state_hash(jericho_hash),
             "candidates": candidates,
             "victory": victory,
             "game_over": game_over and not victory,
             "valid_actions_timeout": timed_out,
             "valid_actions_seconds": seconds,
         }
+
+    def _state_hash(self, jericho_hash: str) -> str:
+        """``info["state_hash"]`` of the current state under ``self.state_hash``."""
+        if self.state_hash is StateHash.unordered:
+            return unordered_state_hash(self._env)
+        if self.state_hash is StateHash.local:
+            return local_state_hash(self._env)
+        return jericho_hash
 
     def walkthrough(self) -> list[str]:
         """Jericho's walkthrough actions for this game."""

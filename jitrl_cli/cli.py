@@ -35,6 +35,7 @@ err_console = Console(stderr=True)
 
 
 @app.command()
+@options.with_policy_options(options.GAME_POLICY)
 def play(
     game: str = typer.Argument(..., help="Game name (e.g. zork1) or path to a story file (.z5/.z8/...)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes to play."),
@@ -42,27 +43,9 @@ def play(
     model: Optional[Path] = options.MODEL,
     memory: Optional[Path] = options.MEMORY,
     rom_dir: Optional[Path] = options.ROM_DIR,
-    beta: float = options.BETA,
-    gamma: float = options.GAMMA,
-    k: int = options.K,
-    min_similarity: float = options.MIN_SIMILARITY,
-    temperature: float = options.TEMPERATURE,
-    exploration: str = options.EXPLORATION,
-    alpha: float = options.ALPHA,
-    bonus_prob: float = options.BONUS_PROB,
-    death_penalty: float = options.DEATH_PENALTY,
-    exact_match: bool = options.EXACT_MATCH,
-    fill_neighbours: bool = options.FILL_NEIGHBOURS,
-    avoid_cycles: bool = options.AVOID_CYCLES,
-    optimistic: bool = options.OPTIMISTIC,
-    prior: str = options.PRIOR,
+    policy: Optional[dict] = None,  # the learning options of options.GAME_POLICY
     state_hash: str = options.STATE_HASH,
-    novelty: float = options.NOVELTY,
-    q_estimate: str = options.Q_ESTIMATE,
-    step_rewards: str = options.STEP_REWARDS,
-    returns: str = options.RETURNS,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
-    greedy: bool = options.GREEDY,
     no_learn: bool = options.NO_LEARN,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
     log_dir: Optional[Path] = options.LOG_DIR,
@@ -78,12 +61,7 @@ def play(
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
-    config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
-                          greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                          death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
-                          prior=prior)
+    config = agent_config(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
     check_options(state_hash=state_hash)
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")

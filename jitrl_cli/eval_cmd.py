@@ -44,6 +44,7 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
         console.print(f"plot: {summary['plot']}")
 
 
+@options.with_policy_options(options.GAME_POLICY | {"beta": (float, typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0)."))})
 def eval_(
     ctx: typer.Context,
     game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite."),
@@ -57,26 +58,8 @@ def eval_(
     out: Path = typer.Option(..., "--out", help="Eval directory (created; re-running resumes it)."),
     model: Optional[Path] = options.MODEL,
     rom_dir: Optional[Path] = options.ROM_DIR,
-    beta: float = typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm."),
-    gamma: float = options.GAMMA,
-    k: int = options.K,
-    min_similarity: float = options.MIN_SIMILARITY,
-    temperature: float = options.TEMPERATURE,
-    exploration: str = options.EXPLORATION,
-    alpha: float = options.ALPHA,
-    bonus_prob: float = options.BONUS_PROB,
-    death_penalty: float = options.DEATH_PENALTY,
-    exact_match: bool = options.EXACT_MATCH,
-    fill_neighbours: bool = options.FILL_NEIGHBOURS,
-    avoid_cycles: bool = options.AVOID_CYCLES,
-    optimistic: bool = options.OPTIMISTIC,
-    prior: str = options.PRIOR,
+    policy: Optional[dict] = None,  # the learning options of options.GAME_POLICY (β: the jitrl arm's)
     state_hash: str = options.STATE_HASH,
-    novelty: float = options.NOVELTY,
-    q_estimate: str = options.Q_ESTIMATE,
-    step_rewards: str = options.STEP_REWARDS,
-    returns: str = options.RETURNS,
-    greedy: bool = options.GREEDY,
     n_ctx: int = options.N_CTX,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
@@ -99,12 +82,7 @@ def eval_(
         raise UserError(f"--episodes and --seeds must be at least 1, got {episodes} and {seeds}")
     if n_ctx < 1024:
         raise UserError(f"--n-ctx must be at least 1024, got {n_ctx}")
-    config = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
-                          greedy=greedy, learn=True, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                          death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                          novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards, returns=returns,
-                          avoid_cycles=avoid_cycles, fill_neighbours=fill_neighbours, optimistic=optimistic,
-                          prior=prior)
+    config = agent_config(**policy, learn=True, max_steps=max_steps, seed=seed)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite, option_given
 
@@ -116,13 +94,7 @@ def eval_(
     rom = resolve_game(game, rom_dir, offer_download=False)
     model_path = resolve_model_path(model)
     params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
-              "seed": seed, "model": model_path.name, "beta": beta, "gamma": gamma, "k": k,
-              "min_similarity": min_similarity, "temperature": temperature, "exploration": exploration,
-              "alpha": alpha, "bonus_prob": bonus_prob, "death_penalty": death_penalty, "greedy": greedy,
-              "exact_match": exact_match, "novelty": novelty, "q_estimate": q_estimate,
-              "step_rewards": step_rewards, "returns": returns, "avoid_cycles": avoid_cycles,
-              "fill_neighbours": fill_neighbours, "optimistic": optimistic, "prior": prior,
-              "state_hash": state_hash}
+              "seed": seed, "model": model_path.name, **policy, "state_hash": state_hash}
     check_run_file(out, params, force)
     runs = [Run(arm, seed + i) for arm in arm_names for i in range(seeds)]
     session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout, state_hash)

@@ -14,6 +14,12 @@ runs of issue 4 measured.
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 MODEL = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M).")
@@ -49,10 +55,67 @@ _PRIOR_HELP = ("The LLM prior over the candidates: sequence (probability that th
                "only the tokens where candidates branch are scored, a faster step).")
 PRIOR = typer.Option("sequence", "--prior", help=_PRIOR_HELP)
 WEB_PRIOR = typer.Option(WEB_DEFAULTS["prior"], "--prior", help=_PRIOR_HELP)
-STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world states the same for --exact-match and cycle avoidance: jericho (Jericho's hash of the object tree) or unordered (the same tree, ignoring the order of objects inside a container, so taking and dropping an object returns to the same state).")
+STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world states the same for --exact-match and cycle avoidance: jericho (Jericho's hash of the object tree), unordered (the same tree, ignoring the order of objects inside a container, so taking and dropping an object returns to the same state), or local (only the location, what is in it and what the player carries, and the score: visits that differ far away share their experience).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
 N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens.")
 VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned.")
+
+#: The learning options of the game commands (`play`, `eval`): parameter name → (type, option). They are
+#: the keyword arguments of :func:`jitrl_cli.cli.agent_config` that the command line sets.
+GAME_POLICY: dict[str, tuple[type, Any]] = {
+    "beta": (float, BETA), "gamma": (float, GAMMA), "k": (int, K), "min_similarity": (float, MIN_SIMILARITY),
+    "temperature": (float, TEMPERATURE), "exploration": (str, EXPLORATION), "alpha": (float, ALPHA),
+    "bonus_prob": (float, BONUS_PROB), "death_penalty": (float, DEATH_PENALTY), "exact_match": (bool, EXACT_MATCH),
+    "fill_neighbours": (bool, FILL_NEIGHBOURS), "avoid_cycles": (bool, AVOID_CYCLES), "optimistic": (bool, OPTIMISTIC),
+    "prior": (str, PRIOR), "novelty": (float, NOVELTY), "q_estimate": (str, Q_ESTIMATE),
+    "step_rewards": (str, STEP_REWARDS), "returns": (str, RETURNS), "greedy": (bool, GREEDY),
+}
+#: The learning options of `jitrl web`, with the paper's defaults (``WEB_DEFAULTS``).
+WEB_POLICY: dict[str, tuple[type, Any]] = {
+    "beta": (float, WEB_BETA), "gamma": (float, WEB_GAMMA), "k": (int, WEB_K), "min_similarity": (float, MIN_SIMILARITY),
+    "temperature": (float, TEMPERATURE), "exploration": (str, WEB_EXPLORATION), "alpha": (float, ALPHA),
+    "bonus_prob": (float, BONUS_PROB), "q_estimate": (str, WEB_Q_ESTIMATE), "prior": (str, WEB_PRIOR),
+    "greedy": (bool, GREEDY),
+}
+POLICY_PANEL = "Learning (the JitRL policy)"
+
+
+def with_policy_options(spec: dict[str, tuple[type, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for a typer command: declare the learning options of ``spec`` once, for every command.
+
+    The command declares one parameter ``policy: dict``; in the command's signature (what typer reads)
+    it is replaced, at its place, by one option per entry of ``spec``, shown under the help panel
+    :data:`POLICY_PANEL`. When the command runs, their values reach it as ``policy``, a dict
+    parameter name → value (e.g. ``{"beta": 30.0, "gamma": 0.95, ...}``).
+
+    Raises:
+        TypeError: at import time, if the command has no ``policy`` parameter.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        if "policy" not in signature.parameters:
+            raise TypeError(f"{command.__name__} has no `policy` parameter")
+        params: list[inspect.Parameter] = []
+        for param in signature.parameters.values():
+            if param.name != "policy":
+                params.append(param)
+                continue
+            for name, (kind, option) in spec.items():
+                option = copy.copy(option)
+                option.rich_help_panel = POLICY_PANEL
+                params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            policy = {name: kwargs.pop(name) for name in spec}
+            return command(*args, policy=policy, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+        run.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}
+        return run
+
+    return decorate

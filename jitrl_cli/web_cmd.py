@@ -184,6 +184,7 @@ def success_table(results: list[tuple[str, Any]]) -> Any:
     return table
 
 
+@options.with_policy_options(options.WEB_POLICY)
 def web(
     task: Optional[str] = typer.Option(None, "--task", help="MiniWoB++ task, e.g. click-button."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated MiniWoB++ tasks, run one after another."),
@@ -198,18 +199,8 @@ def web(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Steps per episode (default: 10 MiniWoB, 30 WebArena)."),
     model: Optional[Path] = options.MODEL,
     memory: Optional[Path] = options.MEMORY,
-    beta: float = options.WEB_BETA,
-    gamma: float = options.WEB_GAMMA,
-    k: int = options.WEB_K,
-    min_similarity: float = options.MIN_SIMILARITY,
-    temperature: float = options.TEMPERATURE,
-    exploration: str = options.WEB_EXPLORATION,
-    alpha: float = options.ALPHA,
-    bonus_prob: float = options.BONUS_PROB,
-    q_estimate: str = options.WEB_Q_ESTIMATE,
-    prior: str = options.WEB_PRIOR,
+    policy: Optional[dict] = None,  # the learning options of options.WEB_POLICY
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler and of the MiniWoB problem instances."),
-    greedy: bool = options.GREEDY,
     no_learn: bool = options.NO_LEARN,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
     log_dir: Optional[Path] = options.LOG_DIR,
@@ -228,10 +219,7 @@ def web(
     require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
     require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
-    cfg = agent_config(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature,
-                       greedy=greedy, learn=not no_learn, exploration=exploration, alpha=alpha, bonus_prob=bonus_prob,
-                       death_penalty=0.0, max_steps=steps, seed=seed, q_estimate=q_estimate,
-                       prior=prior)
+    cfg = agent_config(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
     require(instances >= 0, f"--instances must be >= 0, got {instances}")
     names = _task_list(suite, task, tasks, task_id)

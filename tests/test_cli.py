@@ -93,7 +93,7 @@ def test_play_with_the_unordered_state_hash(tmp_path):
         (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean or max"),
         (["play", "zork1", "--step-rewards", "human"], "--step-rewards must be env, llm or both"),
         (["play", "zork1", "--prior", "uniform"], "--prior must be sequence or constrained"),
-        (["play", "zork1", "--state-hash", "tree"], "--state-hash must be jericho or unordered"),
+        (["play", "zork1", "--state-hash", "tree"], "--state-hash must be jericho, unordered or local"),
         (["play", "zork1", "--episodes", "many"], "Invalid value for '--episodes'"),
         (["play", "/tmp/definitely/missing.z5"], "story file not found"),
     ],
@@ -123,6 +123,23 @@ def test_help_lists_every_option_with_defaults():
         assert option in proc.stdout, option
     assert "default: 50" in proc.stdout and "default: 0.5" in proc.stdout and "default: 30.0" in proc.stdout
     assert "--no-exact-match" in proc.stdout and "--no-avoid-cycles" in proc.stdout and "--fill-neighbours" in proc.stdout
+
+
+@pytest.mark.parametrize("command, spec, defaults", [
+    ("play", "GAME_POLICY", ["default: 30.0", "default: 0.95", "default: sequence"]),
+    ("eval", "GAME_POLICY", ["default: 30.0", "default: 0.95", "β of the jitrl arm"]),
+    ("web", "WEB_POLICY", ["default: 3.0", "default: 0.5", "default: paper"]),
+])
+def test_every_command_lists_its_learning_options_in_one_panel(command, spec, defaults):
+    from jitrl_cli import options
+
+    proc = run_cli(command, "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    learning = proc.stdout.split(options.POLICY_PANEL, 1)[1]  # the panel comes after the command's own options
+    for name in getattr(options, spec):
+        assert "--" + name.replace("_", "-") in learning, name
+    for text in defaults:
+        assert text in learning, text
 
 
 @pytest.mark.slow

@@ -129,7 +129,7 @@ def test_bad_eval_input_is_one_line(tmp_path):
         (["eval", "zork1", "--seeds", "0", "--out", str(tmp_path / "o")], "must be at least 1"),
         (["eval", "nosuchgame", "--out", str(tmp_path / "o")], "unknown game"),
         (["eval", "zork1", "--prior", "greedy", "--out", str(tmp_path / "o")], "--prior must be sequence or constrained"),
-        (["eval", "zork1", "--state-hash", "tree", "--out", str(tmp_path / "o")], "--state-hash must be jericho or unordered"),
+        (["eval", "zork1", "--state-hash", "tree", "--out", str(tmp_path / "o")], "--state-hash must be jericho, unordered or local"),
         (["eval", "--suite", "miniwob", "--tasks", "click-button", "--state-hash", "unordered", "--out", str(tmp_path / "o")],
          "--state-hash applies to games only"),
     ]:

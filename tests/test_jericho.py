@@ -74,6 +74,31 @@ def test_unordered_state_hash_ignores_the_order_of_objects(zork1):
         JerichoEnv(zork1, state_hash="tree")
 
 
+def _hash_after(zork1, kind, actions):
+    e = JerichoEnv(zork1, state_hash=kind)
+    try:
+        _, info = e.reset()
+        for action in actions:
+            _, _, _, _, info = e.step(action)
+        return info["state_hash"]
+    finally:
+        e.close()
+
+
+def test_local_state_hash_ignores_other_rooms(zork1):
+    # the mailbox stays at West of House: opened or not, North of House is the same local state
+    opened = ["open mailbox", "north"]
+    assert _hash_after(zork1, "jericho", opened) != _hash_after(zork1, "jericho", ["north"])
+    assert _hash_after(zork1, "local", opened) == _hash_after(zork1, "local", ["north"])
+    assert _hash_after(zork1, "local", ["north"]).startswith("l:")
+    # ...but what is here counts: the open mailbox at West of House, and the kitchen window, which Zork
+    # keeps outside every room (a "local global"), behind the house
+    assert _hash_after(zork1, "local", ["open mailbox"]) != _hash_after(zork1, "local", [])
+    assert _hash_after(zork1, "local", ["north", "east", "open window"]) != _hash_after(zork1, "local", ["north", "east"])
+    # and so does the inventory
+    assert _hash_after(zork1, "local", ["open mailbox", "take leaflet"]) != _hash_after(zork1, "local", ["open mailbox"])
+
+
 def test_truncation_at_max_steps(zork1):
     e = JerichoEnv(zork1, max_steps=2)
     try:
