@@ -34,7 +34,10 @@ Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero 
 Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
 in the running episode it led from this same world state, at the same score, straight back into
 a state already visited: it closed a cycle with nothing gained) gets Ã = −1 whatever its Q̂, and
-the other candidates are normalised among themselves. In a deterministic game, closing the cycle
+the other candidates are normalised among themselves. It thus ties with the fresh candidate of the
+lowest advantage, if that one is at −1, and the prior chooses between the two; ranking it strictly
+below every other candidate (Ã = −2) measured worse on zork1 (bench/RESULTS.md, "Cycle avoidance
+below every candidate"). In a deterministic game, closing the cycle
 again would repeat it; blocking only the closing action lets the agent walk the cycle once more
 and try something new at its end. The max estimate's optimism otherwise locks the
 agent into such cycles: each action of the cycle once began a good trajectory elsewhere.
