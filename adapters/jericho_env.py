@@ -27,8 +27,9 @@ class StateHash(str, Enum):
       attributes and properties, plus the special RAM: the order of the objects inside a container
       is ignored, so "take rope, drop rope" is back in the state it started from.
     * ``local``: what the player can see and carry: the player's location, every object inside it
-      (the player and the inventory included, at any depth) with its container, attributes and
-      properties, the score, and the special RAM. Objects elsewhere in the world are left out, so
+      (the inventory included, at any depth; the player object itself left out) and every object in
+      no room (doors, windows), each with its container, attributes and properties, the score, and
+      the special RAM (:func:`local_state_hash`). Objects in other rooms are left out, so
       visits that differ only far away (the lantern left upstairs, a window opened earlier) share
       their experience. Two such states can still need different actions (an abstraction, not the
       true state).
