@@ -44,7 +44,7 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
         console.print(f"plot: {summary['plot']}")
 
 
-@options.with_policy_options(options.GAME_POLICY | {"beta": (float, typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0)."))})
+@options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0).")})
 def eval_(
     ctx: typer.Context,
     game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite."),

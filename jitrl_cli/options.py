@@ -63,32 +63,30 @@ LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step her
 N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens.")
 VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned.")
 
-#: The learning options of the game commands (`play`, `eval`): parameter name → (type, option). They are
-#: the keyword arguments of :func:`jitrl_cli.cli.agent_config` that the command line sets.
-GAME_POLICY: dict[str, tuple[type, Any]] = {
-    "beta": (float, BETA), "gamma": (float, GAMMA), "k": (int, K), "min_similarity": (float, MIN_SIMILARITY),
-    "temperature": (float, TEMPERATURE), "exploration": (str, EXPLORATION), "alpha": (float, ALPHA),
-    "bonus_prob": (float, BONUS_PROB), "death_penalty": (float, DEATH_PENALTY), "exact_match": (bool, EXACT_MATCH),
-    "fill_neighbours": (bool, FILL_NEIGHBOURS), "avoid_cycles": (bool, AVOID_CYCLES), "optimistic": (bool, OPTIMISTIC),
-    "prior": (str, PRIOR), "novelty": (float, NOVELTY), "q_estimate": (str, Q_ESTIMATE),
-    "step_rewards": (str, STEP_REWARDS), "returns": (str, RETURNS), "greedy": (bool, GREEDY),
+#: The learning options of the game commands (`play`, `eval`): parameter name → option. They are the
+#: keyword arguments of :func:`jitrl_cli.cli.agent_config` that the command line sets; each option's
+#: type is its default's.
+GAME_POLICY: dict[str, Any] = {
+    "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
+    "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
+    "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
+    "optimistic": OPTIMISTIC, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
+    "step_rewards": STEP_REWARDS, "returns": RETURNS, "greedy": GREEDY,
 }
-#: The learning options of `jitrl web`, with the paper's defaults (``WEB_DEFAULTS``).
-WEB_POLICY: dict[str, tuple[type, Any]] = {
-    "beta": (float, WEB_BETA), "gamma": (float, WEB_GAMMA), "k": (int, WEB_K), "min_similarity": (float, MIN_SIMILARITY),
-    "temperature": (float, TEMPERATURE), "exploration": (str, WEB_EXPLORATION), "alpha": (float, ALPHA),
-    "bonus_prob": (float, BONUS_PROB), "q_estimate": (str, WEB_Q_ESTIMATE), "prior": (str, WEB_PRIOR),
-    "greedy": (bool, GREEDY),
+#: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
+WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
+    "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
+    "prior": WEB_PRIOR,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 
 
-def with_policy_options(spec: dict[str, tuple[type, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_policy_options(spec: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a typer command: declare the learning options of ``spec`` once, for every command.
 
     The command declares one parameter ``policy: dict``; in the command's signature (what typer reads)
     it is replaced, at its place, by one option per entry of ``spec``, shown under the help panel
-    :data:`POLICY_PANEL`. When the command runs, their values reach it as ``policy``, a dict
+    :data:`POLICY_PANEL`, typed as its default is. When the command runs, their values reach it as ``policy``, a dict
     parameter name → value (e.g. ``{"beta": 30.0, "gamma": 0.95, ...}``).
 
     Raises:
@@ -104,10 +102,11 @@ def with_policy_options(spec: dict[str, tuple[type, Any]]) -> Callable[[Callable
             if param.name != "policy":
                 params.append(param)
                 continue
-            for name, (kind, option) in spec.items():
-                option = copy.copy(option)
-                option.rich_help_panel = POLICY_PANEL
-                params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+            for name, option in spec.items():
+                shown = copy.copy(option)
+                shown.rich_help_panel = POLICY_PANEL
+                params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=shown,
+                                                annotation=type(option.default)))
 
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> Any:
