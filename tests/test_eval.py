@@ -83,6 +83,25 @@ def test_tiny_eval_is_resumable_and_writes_summary_and_png(tmp_path):
     assert other.returncode == 2 and "holds a run with other settings (max_steps)" in other.stderr
     assert time.monotonic() - t0 < 120
 
+    # the killed-and-resumed run is the run an uninterrupted one plays: same actions, returns and scores
+    # (a seed replays exactly on one machine; episode 2 retrieves episode 1's steps, so memory is in it).
+    # Tokens evaluated may differ: a process reuses the previous episode's cached prompt prefix.
+    fresh = tmp_path / "uninterrupted"
+    assert run_cli(*_eval_args(fresh)).returncode == 0
+    replay = ("episode", "score", "steps", "retrieval_steps", "initial_return")
+    assert {n: [[r[k] for k in replay] for r in rows] for n, rows in _logs(fresh).items()} == \
+        {n: [[r[k] for k in replay] for r in rows] for n, rows in logs.items()}
+    assert _stored_steps(fresh) == _stored_steps(out)
+
+
+def _stored_steps(out):
+    """[(episode number, step, action, return G)] of an eval's jitrl-seed0 memory, episodes numbered 1, 2, … in order
+    (row ids differ where a resume deleted an unlogged episode)."""
+    with MemoryStore(out / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+        rows = store.read("SELECT episode_id, step, action, ret FROM steps ORDER BY id")
+    number = {e: i for i, e in enumerate(dict.fromkeys(r[0] for r in rows), start=1)}
+    return [(number[e], step, action, round(ret, 9)) for e, step, action, ret in rows]
+
 
 def _write_log(path, arm, seed, scores, max_score=100):
     path.parent.mkdir(parents=True, exist_ok=True)
