@@ -5,27 +5,37 @@ Playwright's own browser download is never required: the executable is, in order
 installed, then Debian's ``/usr/bin/chromium`` (``apt-get install chromium``) or any
 ``chromium``/``chromium-browser``/``google-chrome`` on ``PATH``.
 
-Every request of a context goes through :class:`OriginGuard` (``context.route("**/*")``):
-only the task's own origins are allowed (a ``file://`` directory for MiniWoB, the
-configured site origins for WebArena); everything else is aborted and counted.
+Only the task's own origins may be reached (a ``file://`` directory for MiniWoB, the configured
+site origins for WebArena), enforced twice for every context of :meth:`Browser.new_context`:
+
+1. below the page (:mod:`adapters.egress`): the context's proxy is a local
+   :class:`~adapters.egress.RefusingProxy` and only the allowed ``host:port`` endpoints bypass it,
+   so Chromium itself never connects to anything else: redirects, workers, WebRTC and
+   preconnects included. The browser's own traffic goes to a refusing proxy as well;
+2. in the page (:class:`OriginGuard`, ``context.route("**/*")``): requests the page starts,
+   ``file://`` ones included, are checked by origin/directory and aborted before they start.
+
+Every refusal of either layer is appended to the guard's ``blocked`` list.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from adapters.base import AdapterError
+from adapters.egress import WEBRTC_ARGS, RefusingProxy, bypass_rules
 
 CHROMIUM_ENV = "JITRL_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--disable-sync", "--no-first-run", "--disable-quic", *WEBRTC_ARGS,
 ]
 #: schemes that never leave the page (no network, no file system)
 _LOCAL_SCHEMES = ("data:", "blob:", "about:")
@@ -80,12 +90,20 @@ class OriginGuard:
     Attributes:
         origins: allowed ``scheme://host[:port]`` origins (http/https).
         file_dirs: allowed local directories (``file://`` URLs under them).
-        blocked: URLs of the aborted requests, in order (their count is ``len(blocked)``).
+        blocked: the refused requests, in order (their count is ``len(blocked)``): URLs aborted by
+            the route or refused by the context's proxy, ``"CONNECT host:port"`` for refused tunnels.
+            Appended to from the proxy's threads too, always through :meth:`record`.
     """
 
     origins: set[str] = field(default_factory=set)
     file_dirs: list[Path] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def record(self, what: str) -> None:
+        """Append a refused request to :attr:`blocked` (thread-safe)."""
+        with self._lock:
+            self.blocked.append(what)
 
     def allows(self, url: str) -> bool:
         """True when ``url`` belongs to an allowed origin or directory."""
@@ -108,65 +126,123 @@ class OriginGuard:
         if self.allows(url):
             route.continue_()
         else:
-            self.blocked.append(url)
+            self.record(url)
             route.abort("blockedbyclient")
 
 
 class Browser:
     """A running headless Chromium (one Playwright instance, one browser process).
 
+    The browser-wide proxy is a :class:`~adapters.egress.RefusingProxy` (its refusals, e.g. Chromium's
+    own background requests, are in :attr:`blocked`); each context of :meth:`new_context` has its own.
+
     Args:
         chromium: executable path (``--chromium``); see :func:`find_chromium` for the default.
 
     Raises:
-        AdapterError: when no browser is found or it fails to start.
+        AdapterError: when no browser is found, it fails to start, or no loopback port is free.
     """
 
     def __init__(self, chromium: str | os.PathLike | None = None) -> None:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
-        self._pw = sync_playwright().start()
+        self.blocked: list[str] = []
+        self._blocked_lock = threading.Lock()
+        self._proxies: set[RefusingProxy] = set()
+        self._pw: Any = None
+        self._proxy = self._start_proxy(self._record)
+        exe = None
         try:
+            self._pw = sync_playwright().start()
             exe = find_chromium(chromium, self._pw)
-            self.browser = self._pw.chromium.launch(headless=True, executable_path=exe, args=CHROMIUM_ARGS)
+            self.browser = self._pw.chromium.launch(
+                headless=True, executable_path=exe, args=CHROMIUM_ARGS,
+                proxy={"server": self._proxy.server, "bypass": "<-loopback>"},
+            )
         except AdapterError:
-            self._pw.stop()
+            self._stop()
             raise
         except PlaywrightError as exc:
-            self._pw.stop()
+            self._stop()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AdapterError(f"cannot start Chromium ({exe or 'bundled'}): {first}; try `apt-get install chromium`") from None
+        except BaseException:
+            self._stop()
+            raise
         self.executable = exe or self._pw.chromium.executable_path
 
+    def _record(self, what: str) -> None:
+        with self._blocked_lock:
+            self.blocked.append(what)
+
+    def _start_proxy(self, record: Any) -> RefusingProxy:
+        try:
+            proxy = RefusingProxy(record)
+        except OSError as exc:
+            raise AdapterError(f"cannot start the browser's egress proxy on 127.0.0.1: {exc.strerror or exc}") from None
+        self._proxies.add(proxy)
+        return proxy
+
+    def _close_proxy(self, proxy: RefusingProxy) -> None:
+        proxy.close()
+        self._proxies.discard(proxy)
+
     def new_context(self, guard: OriginGuard, **kwargs: Any) -> Any:
-        """A new browser context whose every request passes through ``guard``.
+        """A new browser context that may reach only ``guard``'s origins/directories.
+
+        Below the page, the context's proxy is a new :class:`~adapters.egress.RefusingProxy` that
+        records into ``guard.blocked`` and stops when the context closes; only the endpoints of
+        ``guard.origins`` bypass it. In the page, every request passes through ``guard.handle``
+        and WebSockets to other origins are closed. Service workers are blocked.
 
         ``kwargs`` go to Playwright's ``browser.new_context`` (viewport, record_har_path, ...).
-        WebSockets to origins outside the allow-list are closed as well.
+
+        Raises:
+            ValueError: ``kwargs`` sets ``proxy`` (the egress proxy is not replaceable), or an
+                origin of ``guard`` is not http(s).
+            AdapterError: no loopback port is free for the proxy.
         """
-        context = self.browser.new_context(service_workers="block", **kwargs)
+        if "proxy" in kwargs:
+            raise ValueError("new_context sets the context's proxy itself (the egress allow-list)")
+        bypass = bypass_rules(guard.origins)
+        proxy = self._start_proxy(guard.record)
+        try:
+            context = self.browser.new_context(service_workers="block", proxy={"server": proxy.server, "bypass": bypass},
+                                               **kwargs)
+        except BaseException:
+            self._close_proxy(proxy)
+            raise
+        context.on("close", lambda _: self._close_proxy(proxy))
         context.route("**/*", guard.handle)
         if hasattr(context, "route_web_socket"):
             def ws_handler(ws: Any) -> None:
                 if guard.allows(ws.url.replace("ws", "http", 1)):
                     ws.connect_to_server()
                 else:
-                    guard.blocked.append(ws.url)
+                    guard.record(ws.url)
                     ws.close()
 
             context.route_web_socket("**/*", ws_handler)
         return context
 
+    def _stop(self) -> None:
+        try:
+            if self._pw is not None:
+                self._pw.stop()
+        finally:
+            self._pw = None
+            for proxy in list(self._proxies):
+                self._close_proxy(proxy)
+
     def close(self) -> None:
-        """Stop the browser and Playwright (idempotent)."""
+        """Stop the browser, Playwright and every egress proxy (idempotent)."""
         if self._pw is None:
             return
         try:
             self.browser.close()
         finally:
-            self._pw.stop()
-            self._pw = None
+            self._stop()
 
     def __enter__(self) -> "Browser":
         return self

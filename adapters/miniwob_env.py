@@ -11,6 +11,10 @@ with ``instances`` > 0, to revisit the same problems).
 
 Memory namespace: the suite, ``miniwob`` (:data:`NAMESPACE`), so experience transfers across
 tasks; the state key starts with the task's goal template, which keeps tasks apart in retrieval.
+
+Confinement (:mod:`adapters.browser`): the page may load ``file://`` URLs under the package's
+``html`` directory only, and no network at all (its context's egress proxy refuses every
+http/ws request); refusals are counted in ``info["blocked_requests"]``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ is a valid ``webarena-verified eval-tasks --output-dir``.
 
 The episode ends with ``stop "answer"`` (or at the step limit, as ``UNKNOWN_ERROR``); the
 score is the evaluator's (1.0 = success). Memory namespace: ``webarena/<site>``.
+
+The browser reaches only the sites' origins (:mod:`adapters.browser`): anything else, a redirect
+off the site included, is refused and counted in ``info["blocked_requests"]``; the HAR shows a
+request refused by the context's egress proxy with status 403.
 """
 
 from __future__ import annotations
