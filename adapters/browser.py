@@ -76,11 +76,21 @@ def find_chromium(explicit: str | os.PathLike | None = None, playwright: Any = N
 
 
 def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` of an http(s) URL, lower case (``""`` for other schemes)."""
+    """``scheme://host[:port]`` of an http(s) URL, as browsers serialise an origin (``""`` for other schemes).
+
+    Lower case, without ``user:password@`` and without the scheme's default port, so that a site
+    configured as ``http://h:80/`` matches the ``http://h/...`` URLs Chromium requests.
+    """
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         return ""
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    default = 80 if parts.scheme == "http" else 443
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 @dataclass

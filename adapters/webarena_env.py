@@ -213,6 +213,7 @@ class WebArenaEnv:
         self.episode = 0
         self._steps = 0
         self.result: Any = None
+        self._start_index = 0
 
     @property
     def goal(self) -> str:
@@ -250,7 +251,15 @@ class WebArenaEnv:
             self.page.goto(self._start_url(), timeout=30000)
         except Exception as exc:  # noqa: BLE001 - shown to the agent as the last error
             error = f"start page failed: {str(exc).splitlines()[0][:160]}"
+        self._start_index = self._history_index()
         return self._observe(error)
+
+    def _history_index(self) -> int:
+        """The current entry's index in the tab's session history (the Navigation API; 0 if unavailable)."""
+        try:
+            return int(self.page.evaluate("() => (window.navigation && navigation.currentEntry) ? navigation.currentEntry.index : 0"))
+        except Exception:  # noqa: BLE001 - a page being replaced mid-evaluate
+            return 0
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Perform an action; ``stop "answer"`` ends and scores the episode."""
@@ -290,7 +299,9 @@ class WebArenaEnv:
     def _observe(self, error: str | None) -> tuple[str, dict[str, Any]]:
         roots = take_snapshot(self.page, self.ids)
         url = self.page.url
-        can_back = bool(self.page.evaluate("() => history.length > 1"))
+        # the Navigation API's index, not history.length: the latter counts the about:blank the page
+        # opened on and the entries left forward after a `go back`
+        can_back = self._history_index() > self._start_index
         answers = [""] if self.task.task_type != "RETRIEVE" else short_texts(roots)
         candidates = enumerate_candidates(self.goal, roots, can_scroll=True, can_go_back=can_back, stop_answers=answers)
         obs = render_observation(self.goal, url, roots, error)

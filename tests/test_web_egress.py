@@ -390,3 +390,16 @@ def test_new_context_keeps_its_proxy(browser):
 
     with pytest.raises(ValueError, match="proxy"):
         browser.new_context(OriginGuard(), proxy={"server": "http://127.0.0.1:1"})
+
+
+def test_origin_of_serialises_like_a_browser():
+    from adapters.browser import OriginGuard, origin_of
+
+    assert origin_of("http://Shop.Example:80/admin") == "http://shop.example"
+    assert origin_of("https://u:pw@shop.example:443/x") == "https://shop.example"
+    assert origin_of("http://127.0.0.1:7780/admin") == "http://127.0.0.1:7780"
+    assert origin_of("http://[::1]:8080/") == "http://[::1]:8080"
+    assert origin_of("file:///tmp/x.html") == "" and origin_of("http://h:notaport/") == ""
+    # a site configured with its default port allows the URLs Chromium requests without it
+    guard = OriginGuard(origins={origin_of("http://shop.example:80/admin")})
+    assert guard.allows("http://shop.example/admin/index.php") and not guard.allows("http://shop.example:8080/")

@@ -82,7 +82,7 @@ def test_navigate_task_scored_from_the_har(browser, site, outside, admin_url, tm
         assert env.goal == "View the details of all customers" and env.namespace == "webarena/shopping_admin"
         obs, info = env.reset()
         assert info["url"] == admin_url and f"url: {admin_url}" in obs and '"All Customers"' in obs
-        assert 'stop ""' in info["candidates"]
+        assert 'stop ""' in info["candidates"] and "go back" not in info["candidates"]  # nothing before the start page
 
         # a link that redirects off the allow-list: refused below the page, counted, never reaching outside
         obs, reward, done, truncated, info = env.step(action(info, "click", "Partner offers"))
@@ -91,8 +91,10 @@ def test_navigate_task_scored_from_the_har(browser, site, outside, admin_url, tm
         _, _, _, _, info = env.step("go back")
         assert info["url"] == admin_url
 
+        assert "go back" not in info["candidates"]  # back at the start page
         obs, _, done, _, info = env.step(action(info, "click", "All Customers"))
         assert not done and info["url"] == f"{admin_url}/customer/index/" and "Veronica Costello" in obs
+        assert "go back" in info["candidates"]
         obs, reward, done, truncated, info = env.step('stop ""')
         assert (reward, done, truncated) == (1.0, True, False) and info["victory"] and "episode over: success" in obs
         assert info["blocked_requests"] == 1 and info["moves"] == 4
