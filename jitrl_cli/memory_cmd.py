@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,9 +24,17 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead
 
 
 def _root(memory: Optional[Path]) -> Path:
-    from jitrl_cli.paths import default_memory_dir
+    """The memory directory (``--memory`` or the default).
 
-    return Path(memory).expanduser() if memory else default_memory_dir()
+    Raises:
+        MemoryStoreError: if it is a file, or cannot be looked into (permission).
+    """
+    from jitrl_cli.paths import default_memory_dir
+    from memories.store import check_memory_root
+
+    root = Path(memory).expanduser() if memory else default_memory_dir()
+    check_memory_root(root)
+    return root
 
 
 def _open(memory: Optional[Path], writable: bool = False):
@@ -33,6 +42,17 @@ def _open(memory: Optional[Path], writable: bool = False):
     from memories.store import MemoryStore
 
     return MemoryStore(_root(memory), get_embedder(), writable=writable)
+
+
+# Width of a console that is not a terminal (a pipe, a file): wide enough that Rich never cuts
+# or wraps a value (it would fit tables to 80 columns otherwise).
+_PIPE_WIDTH = 1_000_000
+
+
+def _console() -> Console:
+    """The stdout console for tables: a terminal's own width; elsewhere so wide that nothing is cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=_PIPE_WIDTH)
 
 
 def _games(store, game: Optional[str]) -> list[str]:
@@ -103,13 +123,15 @@ def stats(memory: Optional[Path] = options.MEMORY, game: Optional[str] = GAME_OP
     from memories.stats import game_stats
 
     with _open(memory) as store:
-        all_stats = [game_stats(store, g) for g in _games(store, game)]
-        db_bytes = sum(p.stat().st_size for p in store.root.glob("memory.sqlite*") if p.is_file())
+        games = store.games() if game is None and json_out else _games(store, game)  # JSON: an empty memory is []
+        all_stats = [game_stats(store, g) for g in games]
+        db_bytes = sum(p.stat().st_size for p in store.root.glob("memory.sqlite*")
+                       if p.is_file() and ".damaged-" not in p.name)
         if json_out:
             print(json.dumps({"memory": str(store.root), "database_bytes": db_bytes, "schema_version": int(store.meta["schema_version"]),
                               "embedder": store.embedder.name, "dim": store.dim, "games": [s.to_json() for s in all_stats]}))
             return
-        console = Console()
+        console = _console()
         console.print(f"memory [bold]{store.root}[/] — database {_bytes(db_bytes)}, schema v{store.meta['schema_version']}")
         for st in all_stats:
             console.print(_stats_table(st, store))
@@ -148,6 +170,8 @@ def list_(
             return
         if not rows:
             raise UserError(f"memory {store.root} has no episodes yet; run `jitrl play GAME` first")
+        console = _console()
+        short = console.is_terminal  # abbreviate uuid and model only for a person at a terminal
         table = Table(title=f"episodes in {store.root}" + (f" ({game})" if game else ""))
         for col in ("id", "uuid", "finished (UTC)", "game", "score", "steps", "model", "parameters"):
             table.add_column(col, justify="right" if col in ("id", "score", "steps") else "left",
@@ -155,9 +179,9 @@ def list_(
         for r in rows:
             score = _num(r.score) + (f"/{_num(r.max_score)}" if r.max_score else "")
             model = (r.model or "").removesuffix(".gguf")
-            table.add_row(str(r.id), r.uuid[:8], r.finished_at.replace("T", " ")[:16], r.game, score, str(r.steps),
-                          model[:18], _params_text(r.params))
-        Console().print(table)
+            table.add_row(str(r.id), r.uuid[:8] if short else r.uuid, r.finished_at.replace("T", " ")[:16], r.game,
+                          score, str(r.steps), model[:18] if short else model, _params_text(r.params))
+        console.print(table)
 
 
 # -- inspect --------------------------------------------------------------------------------
@@ -224,7 +248,7 @@ def _overview(store, game: Optional[str], json_out: bool) -> None:
         print(json.dumps({g: {"stats": game_stats(store, g).to_json(),
                               "best_actions": [a.__dict__ for a in action_summary(store, g)]} for g in games}))
         return
-    console = Console()
+    console = _console()
     for g in games:
         console.print(_stats_table(game_stats(store, g), store))
         table = Table(title=f"{g}: actions with the highest mean return G", title_justify="left")
@@ -237,8 +261,10 @@ def _overview(store, game: Optional[str], json_out: bool) -> None:
 
 
 def _print_inspection(result) -> None:
-    console = Console()
-    console.print(f"[bold]{result.game}[/] — {result.source}: [italic]{result.state_key[:200]}[/]")
+    console = _console()
+    short = console.is_terminal  # state keys are cut only for a person at a terminal
+    key = result.state_key[:200] if short else result.state_key
+    console.print(f"[bold]{result.game}[/] — {result.source}: [italic]{escape(key)}[/]")
     p = result.params
     if not result.neighbours:
         console.print(f"no stored step within similarity ≥ {p['min_similarity']}: the agent would use its prior unchanged")
@@ -246,7 +272,7 @@ def _print_inspection(result) -> None:
     nb = Table(title=f"{len(result.neighbours)} nearest stored steps (k={p['k']}, similarity ≥ {p['min_similarity']})", title_justify="left")
     for col in ("similarity", "action", "reward", "return G", "episode:step"):
         nb.add_column(col, justify="right" if col in ("similarity", "reward", "return G") else "left")
-    nb.add_column("state key", no_wrap=True, overflow="ellipsis", max_width=48)
+    nb.add_column("state key", no_wrap=True, overflow="ellipsis", max_width=48 if short else None)
     for n in result.neighbours:
         nb.add_row(f"{n['similarity']:.3f}", n["action"], _num(n["reward"]), _num(n["return"], 3),
                    f"{n['episode']}:{n['step']}", n["state_key"])
@@ -291,20 +317,29 @@ def export(
 def import_(
     path: Path = typer.Argument(..., help="A file written by `jitrl memory export`."),
     memory: Optional[Path] = options.MEMORY,
+    partial: bool = typer.Option(False, "--partial", help="Import the whole episodes of a file cut short "
+                                 "(fewer episodes or steps than its header says) instead of refusing it."),
 ) -> None:
-    """Add the episodes of an export file (already stored ones are skipped) and rebuild the indexes."""
+    """Add the episodes of an export file (already stored ones are skipped) and rebuild the indexes.
+
+    A file that holds fewer (or more) episodes or steps than its header says is refused
+    unless --partial is given; nothing is written then."""
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
     from memories.transfer import import_memory, read_export
 
     if not path.is_file():
         raise UserError(f"no such file: {path}")
+    root = _root(memory)
     embedder = get_embedder()
-    read_export(path, embedder.dim, embedder.name)  # validate before creating anything
+    read_export(path, embedder.dim, embedder.name, partial=partial)  # validate before creating anything
     console = Console(stderr=True)
-    with MemoryStore(_root(memory), embedder) as store, _progress(console) as progress:
+    with MemoryStore(root, embedder) as store, _progress(console) as progress:
         task = progress.add_task("index", total=None)
-        report = import_memory(store, path, lambda g, d, t: progress.update(task, description=f"index {g}", completed=d, total=t))
+        report = import_memory(store, path, lambda g, d, t: progress.update(task, description=f"index {g}", completed=d, total=t),
+                               partial=partial)
+    if report.short_by:
+        print(f"warning: {path} is cut short ({report.short_by}); imported the whole episodes it holds", file=sys.stderr)
     print(f"imported {report.episodes_added} new episodes ({report.steps_added} steps) from {path}; "
           f"{report.episodes_present} were already stored")
 
@@ -411,8 +446,7 @@ def rebuild(memory: Optional[Path] = options.MEMORY) -> None:
         report = do_rebuild(_root(memory), get_embedder(),
                             lambda g, d, t: progress.update(task, description=f"{g}", completed=d, total=t))
     if report.salvaged:
-        print(f"the database was damaged: kept {report.episodes_kept} whole episodes, lost {report.episodes_lost}; "
-              f"the damaged file is kept as {report.damaged_file}")
+        print(_salvage_summary(report))
     for game, n in report.indexed.items():
         print(f"{game}: indexed {n} steps")
     for name in report.removed_indexes:
@@ -421,24 +455,53 @@ def rebuild(memory: Optional[Path] = options.MEMORY) -> None:
         print("no steps stored; nothing to index")
 
 
+def _salvage_summary(report) -> str:
+    """One line: what a salvage kept and lost, counted honestly."""
+    rebuilt = (f" ({report.episodes_rebuilt} rebuilt from their steps: their uuid, model, parameters and dates"
+               " were lost)") if report.episodes_rebuilt else ""
+    if report.episodes_table_damaged and not report.episodes_kept and not report.episodes_lost:
+        counts = "no episode or step could be read from it"
+    else:
+        counts = (f"kept {report.episodes_kept} whole episodes{rebuilt} and {report.steps_kept} steps, "
+                  f"lost {report.episodes_lost} episodes ({report.steps_lost} readable steps of incomplete episodes "
+                  "left behind)")
+        if report.episodes_table_damaged:
+            counts += ", and any episode of which no row or step could be read"
+    return f"the database was damaged: {counts}; the damaged file is kept as {report.damaged_file}"
+
+
 @memory_app.command("check")
 def check(memory: Optional[Path] = options.MEMORY, json_out: bool = JSON_OPTION) -> None:
     """Verify the database (SQLite quick_check) and that every index agrees with the rows; exit 1 on problems."""
     from memories.repair import database_problem
+    from memories.store import REBUILD_HINT, IndexDamagedError, check_memory_root
 
     root = _root(memory)
-    problem = database_problem(root / "memory.sqlite") if (root / "memory.sqlite").exists() else None
+    problem = database_problem(root / "memory.sqlite") if check_memory_root(root) else None
     if problem:
-        raise UserError(problem + "; run `jitrl memory rebuild` to salvage it")
+        if json_out:
+            print(json.dumps({"database": problem, "indexes": {}}))
+        else:
+            print(f"{problem}; {REBUILD_HINT} to salvage it")
+        raise typer.Exit(1)
+    report: dict[str, dict] = {}
     with _open(memory) as store:
-        report = {g: store.check_index(g) for g in store.games()}
+        for g in store.games():
+            try:
+                report[g] = store.check_index(g)
+            except IndexDamagedError as exc:  # a damaged index file is a problem check reports
+                report[g] = {"error": str(exc)}
     if json_out:
         print(json.dumps({"database": "ok", "indexes": report}))
     else:
         for g, r in report.items():
+            if "error" in r:
+                print(f"{g}: {r['error']}")
+                continue
             state = "ok" if not r["stale"] and not r["missing"] else (
                 f"{r['missing']} rows not yet indexed (caught up on next use)" if not r["stale"] else
-                f"{r['stale']} labels without rows: run `jitrl memory rebuild`")
+                f"{r['stale']} labels without rows of {g} (the index disagrees with the rows; it is rebuilt on next use,"
+                f" or {REBUILD_HINT})")
             print(f"{g}: {r['rows']} rows, {r['indexed']} indexed — {state}")
-    if any(r["stale"] for r in report.values()):
+    if any("error" in r or r["stale"] for r in report.values()):
         raise typer.Exit(1)

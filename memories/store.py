@@ -27,11 +27,13 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from memories.embedding import Embedder
 
 SCHEMA_VERSION = 1
+REBUILD_HINT = "run `jitrl memory rebuild`"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _INITIAL_CAPACITY = 1024
 _HNSW_M = 16
 _HNSW_EF_CONSTRUCTION = 200
@@ -73,10 +75,44 @@ CREATE INDEX IF NOT EXISTS steps_by_world ON steps(game, world_hash);
 
 
 class MemoryStoreError(Exception):
-    """The memory cannot be opened or used as asked (corrupt file, other embedder, bad id).
+    """The memory cannot be opened or used as asked (corrupt file, other embedder, bad id, no access).
 
-    The message names the file and, where it helps, the command that repairs it.
+    The message is one line; it names the file and, where it helps, the command that repairs it.
     """
+
+
+class _WriterLock(FileLock):
+    """The memory's writer lock (filelock): a wait past its timeout is a one-line :class:`MemoryStoreError`."""
+
+    def acquire(self, *args, **kwargs):  # noqa: ANN002, ANN003 - filelock's signature
+        try:
+            return super().acquire(*args, **kwargs)
+        except Timeout:
+            raise MemoryStoreError(
+                f"another jitrl process has held {self.lock_file} for {self.timeout:g} s; "
+                "wait for it to finish, or stop it"
+            ) from None
+
+
+class MemoryDamagedError(MemoryStoreError):
+    """The memory database itself is damaged (not SQLite, truncated, malformed pages).
+
+    Only this error means `jitrl memory rebuild` should salvage the database; a file that
+    cannot be opened for lack of permission, a read-only location or a lock raises a plain
+    :class:`MemoryStoreError` instead.
+
+    Attributes:
+        problem: what is wrong, one line, without the repair hint (the message adds it).
+    """
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}; {REBUILD_HINT} to salvage it")
+
+
+class IndexDamagedError(MemoryStoreError):
+    """An index file cannot be loaded (garbage, truncated, empty); it is derived data that
+    `jitrl memory rebuild` rebuilds from the rows."""
 
 
 @dataclass
@@ -147,8 +183,149 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-REBUILD_HINT = "run `jitrl memory rebuild`"
-SQLITE_MAGIC = b"SQLite format 3\x00"
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
+
+
+def access_problem(path: Path, write: bool = False) -> str | None:
+    """Why this process cannot read (or, with ``write``, write) ``path``, or None if it can.
+
+    Returns:
+        ``"read-only file system"`` or ``"permission denied"`` (a path below a directory
+        that cannot be entered counts as permission denied).
+    """
+    mode = os.W_OK if write else os.R_OK
+    try:
+        if path.is_dir():
+            mode |= os.X_OK
+    except OSError:
+        pass
+    if os.access(path, mode):
+        return None
+    if write:
+        try:
+            if os.statvfs(path).f_flag & os.ST_RDONLY:
+                return "read-only file system"
+        except OSError:
+            pass
+    return "permission denied"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a parent directory that cannot be entered
+        return False
+
+
+def check_memory_root(root: Path) -> bool:
+    """Whether ``root`` holds a memory database (``memory.sqlite``); checks that ``root`` can be one.
+
+    Raises:
+        MemoryStoreError: if ``root`` is a file (not a directory), or cannot be looked into
+            for lack of permission.
+    """
+    try:
+        if root.exists() and not root.is_dir():
+            hint = f"; give its directory {root.parent}" if root.name == "memory.sqlite" else ""
+            raise MemoryStoreError(f"memory {root} is a file, not a memory directory{hint}")
+        return (root / "memory.sqlite").exists()
+    except PermissionError:
+        raise MemoryStoreError(f"cannot read memory {root}: permission denied") from None
+
+
+def check_writable(root: Path) -> None:
+    """Make sure the memory directory ``root`` (with its database and index files) can be written.
+
+    Raises:
+        MemoryStoreError: one line saying the memory is not writable and why
+            (read-only file system, permission denied).
+    """
+    paths = [root, root / "index", root / "memory.sqlite", root / "memory.sqlite-wal", root / "memory.sqlite-shm",
+             root / "memory.lock"]
+    for path in paths:
+        if path is root or _exists(path):
+            problem = access_problem(path, write=True)
+            if problem:
+                where = "" if path == root else f" ({path.name} is not)"
+                raise MemoryStoreError(
+                    f"memory {root} is not writable ({problem}){where}; commands that only read it"
+                    " (memory stats, list, inspect, export, check) still work"
+                )
+
+
+# SQLite primary result codes (https://www.sqlite.org/rescode.html)
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_AUTH, _SQLITE_NOTADB = 11, 13, 14, 23, 26
+
+
+def _sqlite_code(exc: BaseException) -> int:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return int(code) & 0xFF if code is not None else -1
+
+
+def sqlite_failure(db_path: Path, exc: sqlite3.Error) -> MemoryStoreError:
+    """The one-line error for a SQLite failure on the memory database ``db_path``.
+
+    Damage (malformed pages, not a database) becomes a :class:`MemoryDamagedError` (salvaged
+    by ``jitrl memory rebuild``); no access (permission, read-only file system), a lock held
+    too long and a full disk say so, and never call the database damaged.
+    """
+    code, text = _sqlite_code(exc), one_line(exc)
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (code == -1 and not isinstance(exc, sqlite3.OperationalError)
+                                                     and isinstance(exc, sqlite3.DatabaseError)):
+        return MemoryDamagedError(f"memory database {db_path} is damaged ({text})")
+    if code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_AUTH):
+        problem = access_problem(db_path.parent, write=code == _SQLITE_READONLY) or access_problem(db_path)
+        if problem:
+            return MemoryStoreError(f"cannot open memory database {db_path}: {problem} ({text})")
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return MemoryStoreError(f"memory database {db_path} is locked by another process ({text}); try again")
+    if code == _SQLITE_FULL:
+        return MemoryStoreError(f"memory database {db_path}: the disk is full ({text})")
+    return MemoryStoreError(f"memory database {db_path}: {text}")
+
+
+def connect_readonly(db_path: Path, timeout: float = 60) -> sqlite3.Connection:
+    """Open the memory database ``db_path`` so that nothing can change it.
+
+    Where this process may write the memory directory and file, this is an ordinary
+    connection with ``PRAGMA query_only`` (SQLite refuses every change; a WAL reader must
+    share the ``-shm`` file with writers, and the last connection to close tidies the
+    ``-wal``/``-shm`` files away as always). Elsewhere (a read-only file system, another
+    user's memory) the file is opened read-only (``mode=ro``), and, when SQLite cannot
+    create the ``-shm`` file there and no ``-wal`` holds changes, as immutable: nobody can be
+    writing a database that nobody can write.
+
+    Raises:
+        MemoryStoreError: for a file that cannot be read (permission), a write-ahead log that
+            cannot be read on a read-only location, or a lock; :class:`MemoryDamagedError`
+            for a damaged file.
+    """
+    try:
+        if not access_problem(db_path.parent, write=True) and not access_problem(db_path, write=True):
+            db = sqlite3.connect(db_path, timeout=timeout, isolation_level=None)
+            db.execute("PRAGMA query_only=ON")
+            return db
+        uri = db_path.absolute().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if _sqlite_code(exc) not in (_SQLITE_CANTOPEN, _SQLITE_READONLY) or access_problem(db_path):
+                raise  # SQLite could not set up the -shm file: only these two codes, for a readable file
+        wal = db_path.with_name(db_path.name + "-wal")
+        if _exists(wal) and wal.stat().st_size > 0:
+            raise MemoryStoreError(
+                f"memory database {db_path} has changes in {wal.name} that cannot be read where the memory is not"
+                f" writable ({access_problem(db_path.parent, write=True)}); open the memory once where it is writable"
+            )
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise sqlite_failure(db_path, exc) from None
 
 
 def check_database_file(path: Path) -> None:
@@ -159,27 +336,31 @@ def check_database_file(path: Path) -> None:
     no write-ahead log holds newer pages). A missing or empty file is a new memory.
 
     Raises:
-        MemoryStoreError: naming the file and the repair command.
+        MemoryDamagedError: for such a file (the message names it and the repair command).
+        MemoryStoreError: if the file cannot be read (permission denied).
     """
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    if size == 0:
-        return
-    with open(path, "rb") as fh:
-        header = fh.read(100)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+        wal = path.with_name(path.name + "-wal")
+        wal_empty = not wal.exists() or wal.stat().st_size == 0
+    except PermissionError:
+        raise MemoryStoreError(f"cannot read memory database {path}: permission denied") from None
+    except OSError as exc:
+        raise MemoryStoreError(f"cannot read memory database {path}: {exc.strerror or one_line(exc)}") from None
     if len(header) < 100 or header[:16] != SQLITE_MAGIC:
-        raise MemoryStoreError(f"memory database {path} is not a SQLite database; {REBUILD_HINT} to salvage it")
+        raise MemoryDamagedError(f"memory database {path} is not a SQLite database")
     page_size = struct.unpack(">H", header[16:18])[0]
     page_size = 65536 if page_size == 1 else page_size
     pages = struct.unpack(">I", header[28:32])[0]
-    wal = path.with_name(path.name + "-wal")
-    wal_empty = not wal.exists() or wal.stat().st_size == 0
     if wal_empty and pages and size < pages * page_size:
-        raise MemoryStoreError(
-            f"memory database {path} is truncated ({size} of {pages * page_size} bytes); {REBUILD_HINT} to salvage it"
-        )
+        raise MemoryDamagedError(f"memory database {path} is truncated ({size} of {pages * page_size} bytes)")
 
 
 class MemoryStore:
@@ -194,14 +375,22 @@ class MemoryStore:
             write methods raise.
 
     Raises:
-        MemoryStoreError: if the database is missing (``writable=False``), unreadable,
-            truncated, of a newer schema, or was built with another embedder or dimension.
+        MemoryStoreError: if ``root`` is a file, the database is missing (``writable=False``),
+            cannot be read (permission), is locked, is of a newer schema or was built with
+            another embedder or dimension; with ``writable=True`` also if the memory is not
+            writable (read-only file system, permission). :class:`MemoryDamagedError` if the
+            database is damaged (not SQLite, truncated, malformed).
+
+    Read-only stores open SQLite read-only (:func:`connect_readonly`), so they work on a
+    read-only file system and on another user's memory.
 
     Concurrency: writers serialise on ``memory.lock`` (filelock) and write each
     episode in one SQLite transaction; readers use WAL snapshots without the lock.
     Each game's index records the ``index_epoch:<game>`` it was built at; pruning and
     rebuilding bump the epoch so that other processes reload instead of saving a
-    stale index over a rebuilt one.
+    stale index over a rebuilt one. An index file that disagrees with the rows (its
+    element count differs from the game's rows up to its largest label, or that label's
+    vector is not the row's) is rebuilt from the rows when loaded.
     """
 
     def __init__(self, root: str | Path, embedder: Embedder, writable: bool = True) -> None:
@@ -210,19 +399,24 @@ class MemoryStore:
         self.dim = int(embedder.dim)
         self.db_path = self.root / "memory.sqlite"
         self.writable = writable
-        if not writable and not self.db_path.exists():
+        exists = check_memory_root(self.root)
+        if not writable and not exists:
             raise MemoryStoreError(f"no memory at {self.root} (no {self.db_path.name}); play an episode first or pass --memory")
-        try:
-            if writable:
+        if writable:
+            if _exists(self.root):
+                check_writable(self.root)  # before anything is created or opened for writing
+            try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 (self.root / "index").mkdir(exist_ok=True)
-        except OSError as exc:
-            raise MemoryStoreError(f"cannot create memory directory {self.root}: {exc.strerror}") from None
-        self._lock = FileLock(str(self.root / "memory.lock"), timeout=300)
+            except OSError as exc:
+                raise MemoryStoreError(f"cannot create memory directory {self.root}: {exc.strerror or one_line(exc)}") from None
+            check_writable(self.root)
+        self._lock = _WriterLock(str(self.root / "memory.lock"), timeout=300)
         self._indexes: dict[str, hnswlib.Index] = {}
         self._high: dict[str, int] = {}  # largest step id in each loaded index
         self._epoch: dict[str, int] = {}  # index epoch each loaded index belongs to
         self._unsaved: dict[str, int] = {}  # rows added to each index since it was last saved
+        self.rebuilt_indexes: list[str] = []  # games whose index file disagreed with the rows and was rebuilt
         self.ef_search = _HNSW_EF_SEARCH  # hnswlib search breadth (recall/latency trade-off)
         self._empty_db_with_index_check()
         check_database_file(self.db_path)
@@ -239,11 +433,15 @@ class MemoryStore:
                 )
 
     def _connect(self) -> sqlite3.Connection:
+        db = None
         try:
-            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
+            if self.writable:
+                db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+            else:
+                db = connect_readonly(self.db_path)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if self._has_meta(db) else {}
             if not meta and not self.writable:
                 raise MemoryStoreError(f"{self.db_path} is not a jitrl memory (it has no meta table)")
@@ -265,22 +463,30 @@ class MemoryStore:
                     )
                     db.execute("COMMIT")
                     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise MemoryStoreError(
-                f"memory database {self.db_path} is unreadable ({exc}); {REBUILD_HINT} to salvage it"
-            ) from None
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise MemoryStoreError(
-                f"memory {self.db_path} has schema version {version}; this jitrl reads up to {SCHEMA_VERSION}"
-            )
-        if meta.get("embedder") != self.embedder.name or int(meta.get("dim", -1)) != self.dim:
-            raise MemoryStoreError(
-                f"memory {self.db_path} was built with embedder {meta.get('embedder')} "
-                f"(dim {meta.get('dim')}), not {self.embedder.name} (dim {self.dim})"
-            )
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise sqlite_failure(self.db_path, exc) from None
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        problem = self._meta_problem(meta)
+        if problem:
+            db.close()
+            raise MemoryStoreError(problem)
         self.meta = meta
         return db
+
+    def _meta_problem(self, meta: dict[str, str]) -> str | None:
+        """Why this jitrl cannot use a memory with this ``meta`` (newer schema, other embedder), or None."""
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            return f"memory {self.db_path} has schema version {version}; this jitrl reads up to {SCHEMA_VERSION}"
+        if meta.get("embedder") != self.embedder.name or int(meta.get("dim", -1)) != self.dim:
+            return (f"memory {self.db_path} was built with embedder {meta.get('embedder')} "
+                    f"(dim {meta.get('dim')}), not {self.embedder.name} (dim {self.dim})")
+        return None
 
     @staticmethod
     def _has_index(db: sqlite3.Connection, name: str) -> bool:
@@ -295,16 +501,15 @@ class MemoryStore:
         """Turn SQLite failures during use into one-line :class:`MemoryStoreError`."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            raise MemoryStoreError(f"memory database {self.db_path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            raise MemoryStoreError(f"memory database {self.db_path} is damaged ({exc}); {REBUILD_HINT} to salvage it") from None
+        except sqlite3.Error as exc:
+            raise sqlite_failure(self.db_path, exc) from None
 
     def read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         """Run a read-only SQL query on the rows (for stats and inspection); returns all rows.
 
         Raises:
-            MemoryStoreError: if the database is damaged.
+            MemoryDamagedError: if the database is damaged; MemoryStoreError: if it is locked
+                or cannot be read.
         """
         with self._guard():
             return self._db.execute(sql, tuple(params)).fetchall()
@@ -354,17 +559,56 @@ class MemoryStore:
             return self._new_index(_INITIAL_CAPACITY)
         index = self._read_index_file(path)
         labels = index.get_ids_list()
-        self._high[game] = int(max(labels)) if len(labels) else 0
+        high = int(max(labels)) if len(labels) else 0
+        if not self._agrees(game, index, high):
+            return self._replace_index(game)
+        self._high[game] = high
         index.set_ef(self.ef_search)
         return index
 
+    def _agrees(self, game: str, index: hnswlib.Index, high: int) -> bool:
+        """Whether a loaded index file belongs to these rows, checked cheaply (two indexed queries):
+        it holds as many elements as ``game`` has rows up to its largest label ``high``, and the
+        vector of that label is that row's embedding. An old database beside newer index files,
+        an index of another game or memory, or one with labels of pruned rows fails this."""
+        count = index.get_current_count()
+        if count == 0:
+            return True
+        rows = self.read("SELECT COUNT(*) FROM steps WHERE game = ? AND id <= ?", (game, high))[0][0]
+        if rows != count:
+            return False
+        row = self.read("SELECT embedding FROM steps WHERE id = ? AND game = ?", (high, game))
+        if not row:
+            return False
+        stored = np.frombuffer(row[0][0], dtype=np.float32)
+        if stored.shape != (self.dim,):
+            return False
+        norm = float(np.linalg.norm(stored))
+        expected = stored / norm if norm > 0 else stored  # hnswlib keeps cosine vectors normalised
+        item = np.asarray(index.get_items([high]), dtype=np.float32).reshape(-1)
+        return item.shape == expected.shape and bool(np.allclose(item, expected, atol=1e-4))
+
+    def _replace_index(self, game: str) -> hnswlib.Index:
+        """Rebuild an index that disagrees with the rows: saved (new epoch) when writable, in memory when not."""
+        self.rebuilt_indexes.append(game)
+        if self.writable:
+            self.rebuild_index(game)
+            return self._indexes.pop(game, None) or self._new_index(_INITIAL_CAPACITY)
+        index, high, _ = self._build_index(game)
+        self._high[game] = high
+        return index
+
     def _read_index_file(self, path: Path) -> hnswlib.Index:
-        """Load an index file, or raise a one-line error naming it and the repair command."""
+        """Load an index file, or raise a one-line error naming it and the repair command (or, for a
+        file this process may not read, saying so)."""
+        problem = access_problem(path)
+        if problem:
+            raise MemoryStoreError(f"cannot read index file {path}: {problem}")
         index = hnswlib.Index(space="cosine", dim=self.dim)
         try:
             index.load_index(str(path), allow_replace_deleted=False)
         except Exception as exc:  # hnswlib raises RuntimeError on bad files
-            raise MemoryStoreError(f"index file {path} is unreadable ({exc}); {REBUILD_HINT}") from None
+            raise IndexDamagedError(f"index file {path} is unreadable ({one_line(exc)}); {REBUILD_HINT}") from None
         return index
 
     def _catch_up(self, game: str, index: hnswlib.Index) -> int:
@@ -442,33 +686,39 @@ class MemoryStore:
         """
         self._require_writable()
         with self._lock:
-            total = self.read("SELECT COUNT(*) FROM steps WHERE game = ?", (game,))[0][0]
-            index = self._new_index(total)
-            high, done, batch = 0, 0, 50_000
-            threads = num_threads or (os.cpu_count() or 1)
-            while True:
-                rows = self.read(
-                    "SELECT id, embedding FROM steps WHERE game = ? AND id > ? ORDER BY id LIMIT ?", (game, high, batch)
-                )
-                if not rows:
-                    break
-                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-                if vectors.shape[1] != self.dim:
-                    raise MemoryStoreError(f"memory database {self.db_path} holds embeddings of dim {vectors.shape[1]}, not {self.dim}")
-                self._add(index, ids, vectors, num_threads=threads)
-                high, done = int(ids[-1]), done + len(rows)
-                if progress is not None:
-                    progress(done, total)
+            index, high, done = self._build_index(game, progress, num_threads)
             epoch = self._bump_epoch(game)
-            path = self.index_path(game)
+            self._high[game], self._epoch[game], self._unsaved[game] = high, epoch, 0
             if done:
-                self._indexes[game], self._high[game], self._epoch[game] = index, high, epoch
+                self._indexes[game] = index
                 self._save_index(game, index)
             else:
                 self._indexes.pop(game, None)
-                path.unlink(missing_ok=True)
+                self.index_path(game).unlink(missing_ok=True)
         return done
+
+    def _build_index(self, game: str, progress: Callable[[int, int], None] | None = None,
+                     num_threads: int = 0) -> tuple[hnswlib.Index, int, int]:
+        """A new index of ``game`` built from its rows: (index, largest step id, steps indexed)."""
+        total = self.read("SELECT COUNT(*) FROM steps WHERE game = ?", (game,))[0][0]
+        index = self._new_index(total)
+        high, done, batch = 0, 0, 50_000
+        threads = num_threads or (os.cpu_count() or 1)
+        while True:
+            rows = self.read(
+                "SELECT id, embedding FROM steps WHERE game = ? AND id > ? ORDER BY id LIMIT ?", (game, high, batch)
+            )
+            if not rows:
+                break
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            if vectors.shape[1] != self.dim:
+                raise MemoryStoreError(f"memory database {self.db_path} holds embeddings of dim {vectors.shape[1]}, not {self.dim}")
+            self._add(index, ids, vectors, num_threads=threads)
+            high, done = int(ids[-1]), done + len(rows)
+            if progress is not None:
+                progress(done, total)
+        return index, high, done
 
     def _bump_epoch(self, game: str) -> int:
         with self._guard():
@@ -501,11 +751,14 @@ class MemoryStore:
 
         Returns:
             ``{"rows", "indexed", "missing", "stale"}``: step rows, labels in the index
-            file, rows not in the index (it is behind; caught up on the next open) and
-            labels without a row (left by a prune; ``rebuild`` removes them).
+            file, rows not in the index and labels without a row of this game. An index
+            that is only behind (missing rows newer than its labels) is caught up on the
+            next open; one that disagrees otherwise is rebuilt on the next open, or by
+            ``jitrl memory rebuild``.
 
         Raises:
-            MemoryStoreError: if the index file is unreadable.
+            IndexDamagedError: if the index file is unreadable; MemoryStoreError: if this
+                process may not read it.
         """
         ids = {r[0] for r in self.read("SELECT id FROM steps WHERE game = ?", (game,))}
         labels: set[int] = set()
@@ -660,7 +913,7 @@ class MemoryStore:
         pairs = [(l, s) for l, s in pairs if s >= min_similarity]
         if not pairs:
             return []
-        rows = self._rows_by_id([l for l, _ in pairs])
+        rows = self._rows_by_id(game, [l for l, _ in pairs])
         out = [RetrievedStep(l, s, *rows[l]) for l, s in pairs if l in rows]
         out.sort(key=lambda r: (-r.similarity, r.id))
         return out
@@ -705,11 +958,12 @@ class MemoryStore:
         )
         return {h: 0 for h in hashes} | {r[0]: int(r[1]) for r in rows}
 
-    def _rows_by_id(self, ids: Iterable[int]) -> dict[int, tuple]:
+    def _rows_by_id(self, game: str, ids: Iterable[int]) -> dict[int, tuple]:
         ids = list(ids)
         marks = ",".join("?" * len(ids))
         rows = self.read(
-            f"SELECT id, action, reward, ret, episode_id, step, state_key FROM steps WHERE id IN ({marks})", ids
+            f"SELECT id, action, reward, ret, episode_id, step, state_key FROM steps WHERE game = ? AND id IN ({marks})",
+            [game, *ids],
         )
         return {int(r[0]): tuple(r[1:]) for r in rows}
 

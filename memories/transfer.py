@@ -10,7 +10,8 @@ Format (UTF-8 JSON Lines, gzip-compressed when the file name ends in ``.gz``)::
     ...
 
 One line per episode keeps an episode whole. Import validates the entire file
-before writing anything, writes every new episode in one transaction (episodes
+before writing anything (a file holding fewer episodes or steps than its header says
+was cut short: it is refused unless the caller accepts a partial import), writes every new episode in one transaction (episodes
 whose uuid is already stored are skipped, so importing twice does not duplicate),
 then rebuilds the touched indexes.
 """
@@ -39,13 +40,25 @@ _STEP_FIELDS = ("step", "state_key", "action", "reward", "ret", "score", "world_
 
 @dataclass
 class ImportReport:
-    """What :func:`import_memory` did: episodes read, new, already present; steps added; games touched."""
+    """What :func:`import_memory` did: episodes read, new, already present; steps added; games touched;
+    ``short_by``: how a file imported with ``partial=True`` fell short of its header (empty if it did not)."""
 
     episodes_read: int = 0
     episodes_added: int = 0
     episodes_present: int = 0
     steps_added: int = 0
     games: tuple[str, ...] = ()
+    short_by: str = ""
+
+
+def _shortfall(header: dict, episodes: list[tuple[EpisodeRecord, list[StepRecord]]]) -> str:
+    """How the episodes read disagree with the header's counts ("" if they agree or it has none)."""
+    n_steps = sum(len(s) for _, s in episodes)
+    said_episodes, said_steps = header.get("episodes"), header.get("steps")
+    if (isinstance(said_episodes, int) and said_episodes != len(episodes)) or (
+            isinstance(said_steps, int) and said_steps != n_steps):
+        return f"its header says {said_episodes} episodes and {said_steps} steps, it holds {len(episodes)} and {n_steps}"
+    return ""
 
 
 @contextmanager
@@ -101,13 +114,23 @@ def export_memory(store: MemoryStore, path: Path, game: str | None = None,
     return len(episodes), written
 
 
-def read_export(path: Path, dim: int, embedder: str) -> list[tuple[EpisodeRecord, list[StepRecord]]]:
+def read_export(path: Path, dim: int, embedder: str, partial: bool = False) -> list[tuple[EpisodeRecord, list[StepRecord]]]:
     """Parse and validate a whole export file for a memory of embedder ``embedder`` / dimension ``dim``.
+
+    Args:
+        partial: accept a file whose episode or step count differs from its header's (a file cut
+            short at a line boundary).
 
     Raises:
         MemoryStoreError: one line naming the file (and line) for an unreadable file,
-            another format or version, another embedder or dimension, or a malformed episode.
+            another format or version, another embedder or dimension, a malformed episode,
+            or (unless ``partial``) fewer or more episodes or steps than the header says.
     """
+    return _read_export(path, dim, embedder, partial)[1]
+
+
+def _read_export(path: Path, dim: int, embedder: str,
+                 partial: bool) -> tuple[dict, list[tuple[EpisodeRecord, list[StepRecord]]]]:
     out: list[tuple[EpisodeRecord, list[StepRecord]]] = []
     try:
         with _open(path, "r", gz=path.name.endswith(".gz")) as fh:
@@ -130,7 +153,12 @@ def read_export(path: Path, dim: int, embedder: str) -> list[tuple[EpisodeRecord
                     out.append(_parse_episode(line, dim, f"{path} line {lineno}"))
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
         raise MemoryStoreError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return out
+    short = _shortfall(header, out)
+    if short and not partial:
+        raise MemoryStoreError(
+            f"{path} is incomplete ({short}); nothing was imported; pass --partial to import the whole episodes it holds"
+        )
+    return header, out
 
 
 def _parse_episode(line: str, dim: int, where: str) -> tuple[EpisodeRecord, list[StepRecord]]:
@@ -157,18 +185,24 @@ def _parse_episode(line: str, dim: int, where: str) -> tuple[EpisodeRecord, list
     return record, steps
 
 
-def import_memory(store: MemoryStore, path: Path, progress: Callable[[str, int, int], None] | None = None) -> ImportReport:
+def import_memory(store: MemoryStore, path: Path, progress: Callable[[str, int, int], None] | None = None,
+                  partial: bool = False) -> ImportReport:
     """Import an export file into ``store``: all new episodes in one transaction, then rebuild their indexes.
+
+    Args:
+        partial: import the whole episodes of a file cut short (see :func:`read_export`); the
+            report's ``short_by`` then says by how much.
 
     Raises:
         MemoryStoreError: see :func:`read_export`; nothing is written on any error.
     """
-    episodes = read_export(path, store.dim, store.embedder.name)
+    header, episodes = _read_export(path, store.dim, store.embedder.name, partial)
     present = {r[0] for r in store.read("SELECT uuid FROM episodes")}
     new = [(e, s) for e, s in episodes if e.uuid not in present]
     new = list({e.uuid: (e, s) for e, s in new}.values())  # a file may repeat an episode
     report = ImportReport(episodes_read=len(episodes), episodes_added=len(new),
-                          episodes_present=len(episodes) - len(new), steps_added=sum(len(s) for _, s in new))
+                          episodes_present=len(episodes) - len(new), steps_added=sum(len(s) for _, s in new),
+                          short_by=_shortfall(header, episodes))
     if new:
         store.write_episodes(new, update_index=False)
         report.games = tuple(dict.fromkeys(e.game for e, _ in new))
