@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
 from adapters.base import AdapterError
-from jitrl_cli import options
-from jitrl_cli.errors import UserError, require
+from jitrl_cli import __version__, options
+from jitrl_cli.errors import UserError
 from jitrl_cli.eval_cmd import eval_, report
 from jitrl_cli.memory_cmd import memory_app
 from jitrl_cli.web_cmd import web
@@ -21,7 +21,7 @@ from memories.store import MemoryStoreError
 app = typer.Typer(
     help="jitrl: a local LLM agent that learns while it plays (Just-In-Time RL, arXiv 2601.18510).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 games_app = typer.Typer(help="Find and download games.", no_args_is_help=True)
@@ -32,6 +32,20 @@ app.command("eval")(eval_)
 app.command("report")(report)
 
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"jitrl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print jitrl's version and exit."),
+) -> None:
+    """jitrl: a local LLM agent that learns while it plays (Just-In-Time RL, arXiv 2601.18510)."""
 
 
 @app.command()
@@ -61,24 +75,23 @@ def play(
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
+    check_options(episodes=episodes, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
     config = agent_config(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
-    check_options(state_hash=state_hash)
-    require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
-    require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
     rom = resolve_game(game, rom_dir, offer_download=not json_out)
     model_path = resolve_model_path(model)
+    logger = StepLogger(log_dir) if log_dir else None  # before the memory: a bad --log-dir creates nothing
     embedder = get_embedder()
-    store = MemoryStore(memory or default_memory_dir(), embedder)
+    store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
     try:
         session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout, state_hash)
     except BaseException:
-        store.close()
+        if store is not None:
+            store.close()
         raise
     env = session.env
     agent = session.agent(embedder, store, config)
     console = Console()
     live = console.is_terminal and not json_out
-    logger = StepLogger(log_dir) if log_dir else None
     results = []
     try:
         if live:
@@ -99,7 +112,8 @@ def play(
                     print(episode_line(result), flush=True)
     finally:
         session.close()
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
@@ -119,9 +133,10 @@ def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, te
     from jitrl_cli.validation import check_options
     from jitrl_cli.scoring import Prior
 
-    check_options(max_steps=max_steps, beta=beta, gamma=gamma, k=k, min_similarity=min_similarity,
-                  temperature=temperature, bonus_prob=bonus_prob, exploration=exploration, novelty=novelty,
-                  q_estimate=q_estimate, step_rewards=step_rewards, returns=returns, prior=prior)
+    check_options(max_steps=max_steps, seed=seed, beta=beta, gamma=gamma, k=k, min_similarity=min_similarity,
+                  temperature=temperature, alpha=alpha, bonus_prob=bonus_prob, death_penalty=death_penalty,
+                  exploration=exploration, novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards,
+                  returns=returns, prior=prior)
     return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
                        learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
                        death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
@@ -140,6 +155,8 @@ def games_download(
     from jitrl_cli.paths import user_games_dir
 
     target = dest or user_games_dir()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--dest {target} exists and is not a directory")
     files = download_suite(target, url)
     print(f"{len(files)} games in {target}")
 
@@ -156,20 +173,59 @@ def games_list(rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="D
         print(f"{path.stem}\t{path}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the app, turning every expected failure into one line and exit code 2."""
+def build_command() -> Any:
+    """The click command of :data:`app`, as :func:`main` runs it.
+
+    Every option is checked when it is parsed (:func:`jitrl_cli.validation.install_option_checks`: the
+    rules of :mod:`jitrl_cli.validation`, and a finite value for every float option), and flags show no
+    value type in ``--help`` (Typer would print ``<bool>`` after them, as if they took a value).
+    """
+    from jitrl_cli.validation import install_option_checks
+
     command = typer.main.get_command(app)
+    install_option_checks(command)
+    _hide_flag_types(command)
+    return command
+
+
+def _hide_flag_types(command: Any) -> None:
+    params = list(getattr(command, "params", []))
+    try:  # the --help option, which click creates (and caches) on first use
+        params.append(command.get_help_option(command.context_class(command, info_name=command.name)))
+    except Exception:  # another click/typer version: nothing cached to adjust
+        pass
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+            param.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _hide_flag_types(sub)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app, turning every expected failure into one line and exit code 2.
+
+    ``jitrl`` (or ``jitrl memory``) without a command prints the help and exits with 0; ``--version`` prints
+    the version; shell completion (``--install-completion``, ``--show-completion``) works as Typer's.
+    """
+    command = build_command()
     try:
         code = command.main(args=argv, prog_name="jitrl", standalone_mode=False)
     except typer.Exit as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # Typer turns Ctrl-C into Exit(130)
+            print("interrupted: the episode in progress was not stored", file=sys.stderr)
         code = exc.exit_code
     except typer.Abort:
         print("aborted", file=sys.stderr)
         code = 130
     except typer.TyperException as exc:  # usage errors: bad option values, missing arguments
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        print(f"error: {' '.join(message.split())}", file=sys.stderr)
-        code = getattr(exc, "exit_code", 2)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help (Typer's rich help is already printed)
+            if message.strip():
+                print(message)
+            code = 0
+        else:
+            print(f"error: {' '.join(message.split()) or type(exc).__name__}", file=sys.stderr)
+            code = getattr(exc, "exit_code", 2)
     except (UserError, AdapterError, MemoryStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2

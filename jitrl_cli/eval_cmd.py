@@ -16,22 +16,21 @@ from jitrl_cli import options
 from jitrl_cli.errors import UserError
 
 
-def _pm(d: dict[str, float], seeds: int) -> str:
-    return f"{d['mean']:.1f}±{d['std']:.1f}" if seeds > 1 else f"{d['mean']:.1f}"
-
-
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The arm comparison of a summary (see :mod:`jitrl_cli.report`)."""
+    """The arm comparison of a summary (see :mod:`jitrl_cli.report`); ± is the sample std over seeds."""
+    from jitrl_cli.report import plus_minus as _pm
+
     p = summary["params"]
     table = Table(title=f"{p.get('game') or p.get('task', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
     for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step"):
-        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col == "arm" else "right", overflow="fold")
     for arm, s in summary["arms"].items():
         n = len(s["seeds"])
         table.add_row(arm, str(n), str(s["episodes"]), _pm(s["average"], n), _pm(s["final"], n), _pm(s["last10"], n),
                       f"{s['best']:g}", "–" if s["normalized"] is None else f"{s['normalized']:.3f}", f"{s['auc']:.2f}",
                       "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}")
-    table.caption = "mean ± std over seeds; norm = average / max score; AUC = area under the mean curve / (episodes − 1)"
+    table.caption = ("mean ± sample std over seeds (n − 1); norm = average / max score; "
+                     "AUC = area under the mean curve / (episodes − 1)")
     return table
 
 
@@ -39,9 +38,12 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(summary))
     else:
-        console = Console()
-        console.print(summary_table(summary))
-        console.print(f"plot: {summary['plot']}")
+        from jitrl_cli.report import table_console
+
+        table = summary_table(summary)
+        console = table_console(table)
+        console.print(table)
+        console.print(f"plot: {summary['plot']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0).")})
@@ -70,7 +72,7 @@ def eval_(
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     from jitrl_cli.cli import agent_config
-    from jitrl_cli.evaluation import Run, check_run_file, parse_arms, run_eval
+    from jitrl_cli.evaluation import Run, check_out_dir, check_run_file, parse_arms, run_eval
     from jitrl_cli.llm import resolve_model_path
     from jitrl_cli.report import write_report
     from jitrl_cli.session import open_game_session, resolve_game
@@ -78,10 +80,8 @@ def eval_(
     from memories.embedding import get_embedder
 
     arm_names = parse_arms(arms)
-    if episodes < 1 or seeds < 1:
-        raise UserError(f"--episodes and --seeds must be at least 1, got {episodes} and {seeds}")
-    if n_ctx < 1024:
-        raise UserError(f"--n-ctx must be at least 1024, got {n_ctx}")
+    check_options(episodes=episodes, seeds=seeds, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout)
+    check_out_dir(out)
     config = agent_config(**policy, learn=True, max_steps=max_steps, seed=seed)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
         from jitrl_cli.web_eval import eval_suite, option_given

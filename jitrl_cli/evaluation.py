@@ -91,22 +91,43 @@ ADDED_SETTINGS = {"returns": "mc", "avoid_cycles": False, "fill_neighbours": Tru
                   "state_hash": "jericho"}
 
 
+def check_out_dir(out: Path) -> None:
+    """Check that ``out`` can be an eval directory: a directory, or nothing yet (its parents may be missing).
+
+    Raises:
+        UserError: ``out`` (or a parent) is an existing file, or not a directory.
+    """
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"--out {out}: {path} exists and is not a directory")
+            return
+
+
 def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
     """Write ``run.json``, or check that a resumed run uses the same parameters.
 
     Raises:
-        UserError: if ``out`` holds a run with other parameters (and not ``force``).
+        UserError: if ``out`` holds a run with other parameters (and not ``force``), is not a directory,
+            or cannot be created or written.
     """
+    check_out_dir(out)
     path = out / "run.json"
-    if path.exists() and not force:
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k)))
-        if changed:
-            raise UserError(
-                f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+    try:
+        if path.exists() and not force:
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                raise UserError(f"{path} is not JSON; choose another --out or pass --force") from None
+            changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k)))
+            if changed:
+                raise UserError(
+                    f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the eval directory {out}: {exc.strerror or exc}") from None
 
 
 def reconcile_memory(store: MemoryStore, logged: list[dict[str, Any]]) -> int:

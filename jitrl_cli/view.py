@@ -14,8 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from jitrl_cli.agent import EpisodeResult, StepLog
+from jitrl_cli.errors import UserError
 
 MAX_ROWS = 12
+#: The candidates table's legend, shown under it at every step.
+LEGEND = ("A = advantage Ã from memory · n = neighbours that took the action · "
+          "* = exploration bonus (no neighbour took it)")
 
 
 def candidates_table(log: StepLog) -> Table:
@@ -35,8 +39,8 @@ def candidates_table(log: StepLog) -> Table:
         adv = f"{c.advantage:+.2f}" + ("*" if c.bonus and c.count == 0 else "")
         style = "bold black on green" if i == log.chosen else ("green" if c.advantage > 0 else "red" if c.advantage < 0 else "")
         table.add_row(("▶ " if i == log.chosen else "  ") + c.action, f"{c.prior:.3f}", adv, str(c.count), f"{c.posterior:.3f}", style=style)
-    if len(log.candidates) > len(shown):
-        table.caption = f"{len(shown)} of {len(log.candidates)} candidates · * exploration bonus"
+    shown_of = f"{len(shown)} of {len(log.candidates)} candidates · " if len(log.candidates) > len(shown) else ""
+    table.caption = shown_of + LEGEND
     return table
 
 
@@ -81,13 +85,15 @@ class LiveView:
         self.live.__exit__(*exc)
 
     def on_step(self, log: StepLog) -> None:
+        """Show a step: the observation, the candidates table and the progress bars."""
         self.progress.update(self.step_task, completed=log.step + 1)
         self.live.update(self._render(log))
 
     def on_episode_end(self, result: EpisodeResult, logs: list[StepLog]) -> None:
+        """Count the episode and print its line; the step bar keeps the steps it took (the next step restarts it)."""
         self.results.append(result)
         self.progress.advance(self.episode_task)
-        self.progress.update(self.step_task, completed=0)
+        self.progress.update(self.step_task, completed=result.steps)
         self.console.print(episode_line(result))
 
 
@@ -122,8 +128,18 @@ class StepLogger:
     """Writes one JSONL row per step to ``<log_dir>/<game>-<uuid8>.jsonl`` at each episode end."""
 
     def __init__(self, log_dir: Path) -> None:
+        """Create ``log_dir`` (and its parents).
+
+        Raises:
+            UserError: ``log_dir`` is a file or cannot be created.
+        """
         self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise UserError(f"--log-dir {self.log_dir} exists and is not a directory")
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--log-dir {self.log_dir}: {exc.strerror or exc}") from None
 
     def on_step(self, log: StepLog) -> None:
         pass

@@ -216,14 +216,19 @@ def web(
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
-    require(episodes >= 1, f"--episodes must be at least 1, got {episodes}")
-    require(n_ctx >= 1024, f"--n-ctx must be at least 1024, got {n_ctx}")
+    from jitrl_cli.validation import check_options
+
+    check_options(episodes=episodes, n_ctx=n_ctx, instances=instances, max_steps=max_steps)
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
     cfg = agent_config(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
-    require(instances >= 0, f"--instances must be >= 0, got {instances}")
     names = _task_list(suite, task, tasks, task_id)
+    if task_id is not None:
+        from jitrl_cli.evaluation import check_out_dir
 
+        check_out_dir(out)
+
+    logger = StepLogger(log_dir) if log_dir else None  # before the browser starts: a bad --log-dir leaves nothing running
     # environments first: a missing site or browser fails in seconds, before the model loads or memory is created
     wa_env = None
     if task_id is not None:
@@ -237,12 +242,11 @@ def web(
     store = session = None
     console = Console()
     live = console.is_terminal and not json_out
-    logger = StepLogger(log_dir) if log_dir else None
     results: list[tuple[str, Any]] = []
     try:
         model_path = resolve_model_path(model)
         embedder = get_embedder()
-        store = MemoryStore(memory or default_memory_dir(), embedder)
+        store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
         session = open_web_session(model_path, n_ctx, browser, own_browser=False)
         agent = session.agent(embedder, store, cfg)
         for name in names or [f"webarena-{task_id}"]:

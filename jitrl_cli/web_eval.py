@@ -37,8 +37,9 @@ The aggregate ``OUT/summary.json``::
 For an arm, with the tasks and seeds it has logs for, E = the fewest episodes any (task, seed)
 finished and x[t, s, e] the success of task t, seed s, episode e: y[s, e] = mean over tasks of
 x[t, s, e]; curve_mean[e] = mean over seeds of y[:, e] (the success rate per episode averaged over
-tasks: the mean learning curve), curve_std[e] = its standard deviation over seeds; average, final
-and last10 (the last min(10, E) episodes) are taken per seed from y, then mean ± std over seeds;
+tasks: the mean learning curve), curve_std[e] = its sample standard deviation over seeds (ddof=1,
+as every std here: :func:`jitrl_cli.report.mean_std`); average, final and last10 (the last
+min(10, E) episodes) are taken per seed from y, then mean ± std over seeds;
 auc is the trapezoid area under curve_mean / (E − 1). Errors are one line (:class:`UserError`,
 :class:`adapters.base.AdapterError`, exit code 2).
 """
@@ -251,10 +252,6 @@ def _has_logs(task_dir: Path) -> bool:
     return any(read_episodes(p) for p in sorted((task_dir / "episodes").glob("*.jsonl")))
 
 
-def _mean_std(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
-
-
 def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The aggregate summary of a suite directory (fields in the module docstring); writes nothing.
 
@@ -265,7 +262,7 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     Raises:
         UserError: ``out`` is not a suite directory, or no task has episode logs yet.
     """
-    from jitrl_cli.report import episode_value, load_runs, summarize
+    from jitrl_cli.report import STD_DESCRIPTION, episode_value, load_runs, mean_std, std_over_seeds, summarize
 
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     params = json.loads((out / "run.json").read_text())
@@ -280,7 +277,7 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     keys = ("episodes", "seeds", "average", "final", "last10", "best", "auc", "mean_score", "success_rate")
     summary: dict[str, Any] = {
         "out": str(out), "suite": params.get("suite"), "measure": MEASURE, "measure_description": MEASURE_DESCRIPTION,
-        "params": params,
+        "std": STD_DESCRIPTION, "params": params,
         "tasks": {n: {a: {k: s[k] for k in keys} for a, s in task_summaries[n]["arms"].items()} for n in task_summaries},
         "tasks_missing": [n for n in names if n not in task_summaries],
         "arms": {},
@@ -300,9 +297,9 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
         steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
         summary["arms"][arm] = {
             "tasks": included, "seeds": seeds, "episodes": e,
-            "curve_mean": curve.tolist(), "curve_std": y.std(axis=0).tolist(),
-            "average": _mean_std(y.mean(axis=1)), "final": _mean_std(y[:, -1]),
-            "last10": _mean_std(y[:, -last:].mean(axis=1)),
+            "curve_mean": curve.tolist(), "curve_std": std_over_seeds(y).tolist(),
+            "average": mean_std(y.mean(axis=1)), "final": mean_std(y[:, -1]),
+            "last10": mean_std(y[:, -last:].mean(axis=1)),
             "auc": float(np.trapezoid(curve) / (e - 1)) if e > 1 else float(curve[0]),
             "mean_score": float(np.mean([r["score"] for r in counted])),
             "success_rate": float(x.mean()),
@@ -316,7 +313,7 @@ def plot_suite(summary: dict[str, Any], path: Path) -> Path:
     from jitrl_cli.report import plot_curves
 
     title = (f"jitrl eval {summary['suite']}: success rate per episode, mean over {len(summary['tasks'])} tasks"
-             " (± std over seeds)")
+             " (± sample std over seeds)")
     arms = summary["arms"]
     unit = f"{len(next(iter(arms.values()))['tasks'])} tasks × " if arms else ""
     return plot_curves(arms, path, title=title, ylabel="success rate", unit=unit, success=True)
@@ -342,14 +339,16 @@ def suite_table(summary: dict[str, Any]) -> Any:
     """A Rich table: one row per task and arm, then the mean over tasks per arm."""
     from rich.table import Table
 
+    from jitrl_cli.report import plus_minus
+
     def pm(d: dict[str, float], n: int) -> str:
-        return f"{d['mean']:.2f}±{d['std']:.2f}" if n > 1 else f"{d['mean']:.2f}"
+        return plus_minus(d, n, digits=2)
 
     p = summary["params"]
     table = Table(title=f"{summary['suite']}: {len(p.get('tasks', []))} tasks × {p.get('seeds', '?')} seeds × "
                         f"{p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps — success rate")
     for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
-        table.add_column(col, justify="left" if col in ("task", "arm") else "right", no_wrap=True)
+        table.add_column(col, justify="left" if col in ("task", "arm") else "right", overflow="fold")
     for name, arms in summary["tasks"].items():
         for arm, s in arms.items():
             n = len(s["seeds"])
@@ -360,7 +359,7 @@ def suite_table(summary: dict[str, Any]) -> Any:
         table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
                       pm(s["last10"], n), f"{s['mean_score']:+.2f}")
     missing = f"; not started: {', '.join(summary['tasks_missing'])}" if summary["tasks_missing"] else ""
-    table.caption = ("success rate (raw reward > 0); mean ± std over seeds; mean = over tasks; "
+    table.caption = ("success rate (raw reward > 0); mean ± sample std over seeds (n − 1); mean = over tasks; "
                      f"reward = mean raw reward in [−1, 1]{missing}")
     return table
 
@@ -370,8 +369,9 @@ def print_suite_summary(summary: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(summary))
         return
-    from rich.console import Console
+    from jitrl_cli.report import table_console
 
-    console = Console()
-    console.print(suite_table(summary))
-    console.print(f"plot: {summary['plot']}")
+    table = suite_table(summary)
+    console = table_console(table)
+    console.print(table)
+    console.print(f"plot: {summary['plot']}", markup=False, highlight=False, soft_wrap=True)

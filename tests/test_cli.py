@@ -54,6 +54,7 @@ def test_no_learn_leaves_memory_untouched(tmp_path):
     e = json.loads(proc.stdout)
     assert e["params"]["beta"] == 0 and e["episode_id"] is None and e["memory_steps"] == 0
     assert e["params"]["exact_match"] is False
+    assert not mem.exists()  # never opened: a read-only or damaged memory cannot stop the static baseline
 
 
 @pytest.mark.slow

@@ -118,9 +118,10 @@ def test_summary_arithmetic(tmp_path):
         fh.write('{"arm": "static", "torn')  # a torn last line (killed mid-write) is ignored
     s = summarize(tmp_path)["arms"]
     j = s["jitrl"]
-    assert j["curve_mean"] == [5, 15, 30] and j["curve_std"] == [5, 5, 10]
-    assert j["final"] == {"mean": 30, "std": 10} and j["best"] == 40
-    assert j["average"]["mean"] == pytest.approx(50 / 3) and j["average"]["std"] == pytest.approx((70 / 3 - 10) / 2)
+    # every std is the sample std over seeds (ddof=1): two seeds a, b give |a − b| / sqrt(2)
+    assert j["curve_mean"] == [5, 15, 30] and j["curve_std"] == pytest.approx([10 / 2**0.5, 10 / 2**0.5, 20 / 2**0.5])
+    assert j["final"] == {"mean": 30, "std": pytest.approx(20 / 2**0.5)} and j["best"] == 40
+    assert j["average"]["mean"] == pytest.approx(50 / 3) and j["average"]["std"] == pytest.approx((70 / 3 - 10) / 2**0.5)
     assert j["last10"]["mean"] == pytest.approx(50 / 3)
     assert j["auc"] == pytest.approx(((5 + 15) / 2 + (15 + 30) / 2) / 2)
     assert j["normalized"] == pytest.approx(50 / 3 / 100) and j["auc_normalized"] == pytest.approx(j["auc"] / 100)

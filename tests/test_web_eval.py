@@ -156,13 +156,14 @@ def test_suite_summary_arithmetic(tmp_path):
     _write_log(tmp_path / "b" / "episodes" / "jitrl-seed1.jsonl", "jitrl", 1, [False, True], "b")  # unfinished
     s = summarize_suite(tmp_path)
     assert s["tasks_missing"] == ["c"] and list(s["tasks"]) == ["a", "b"]
-    assert s["tasks"]["a"]["jitrl"]["average"] == {"mean": pytest.approx(0.5), "std": pytest.approx(1 / 6)}
+    assert s["tasks"]["a"]["jitrl"]["average"] == {"mean": pytest.approx(0.5), "std": pytest.approx(2**0.5 / 6)}  # sample std
     assert s["tasks"]["b"]["jitrl"]["episodes"] == 2  # only episodes every seed finished
     j = s["arms"]["jitrl"]
     # y[seed] = mean over tasks: seed 0 [.5, 1], seed 1 [0, .5] (episode 3 is not finished by b/seed1)
     assert j["episodes"] == 2 and j["tasks"] == ["a", "b"] and j["seeds"] == [0, 1]
-    assert j["curve_mean"] == [0.25, 0.75] and j["curve_std"] == [0.25, 0.25]
-    assert j["average"] == {"mean": 0.5, "std": 0.25} and j["final"] == {"mean": 0.75, "std": 0.25}
+    assert j["curve_mean"] == [0.25, 0.75] and j["curve_std"] == pytest.approx([0.25 * 2**0.5] * 2)
+    assert j["average"] == {"mean": 0.5, "std": pytest.approx(0.25 * 2**0.5)}
+    assert j["final"] == {"mean": 0.75, "std": pytest.approx(0.25 * 2**0.5)}
     assert j["auc"] == pytest.approx(0.5) and j["success_rate"] == 0.5 and j["mean_score"] == 0.0
     # `jitrl report` on a partial suite renders what exists and names what is missing
     rep = run_cli("report", str(tmp_path), "--json")
