@@ -1,7 +1,7 @@
 """Scoring cost per step against the llama.cpp prefill limit (issue 5).
 
 Plays zork1 with the prior policy (no memory) and, at every step, scores the
-candidate actions with :class:`jitrl_cli.scoring.CandidateScorer`. Per step it records
+candidate actions with :class:`jitrl_cli.llm.scoring.CandidateScorer`. Per step it records
 
 * tokens that had to be evaluated: the prompt tokens new since the last step plus
   every candidate's tokens (what a cache-aware, one-batch evaluation must feed);
@@ -23,7 +23,7 @@ at 1 versus at all 8 of them) and reports, per step, floor = limit + (rows − 1
 what exact full-vocabulary log-probabilities cost even with a perfect batch.
 
 With ``--prior constrained`` the candidates are scored as decoding constrained to them
-(:class:`jitrl_cli.scoring.Prior`): only trie nodes where the candidates branch need a logit row,
+(:class:`jitrl_cli.llm.scoring.Prior`): only trie nodes where the candidates branch need a logit row,
 and only they and their ancestors are decoded. The tokens that had to be evaluated are counted
 the same way for both priors (new prompt tokens + all candidate tokens), so the ratios compare.
 
@@ -49,10 +49,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.jericho_env import JerichoEnv  # noqa: E402
-from jitrl_cli.llm import LlamaModel, default_model_path  # noqa: E402
-from jitrl_cli.prompt import TranscriptPrompt  # noqa: E402
-from jitrl_cli.scoring import CandidateScorer, Prior  # noqa: E402
-from jitrl_cli.update import choose_action  # noqa: E402
+from jitrl_cli.llm.model import LlamaModel, default_model_path  # noqa: E402
+from jitrl_cli.llm.prompt import TranscriptPrompt  # noqa: E402
+from jitrl_cli.llm.scoring import CandidateScorer, Prior  # noqa: E402
+from jitrl_cli.core.update import choose_action  # noqa: E402
 
 
 def prefill_throughput(scorer: CandidateScorer, llm: LlamaModel, n_tokens: int, repeats: int = 3) -> float:

@@ -2,9 +2,9 @@
 
 Data flow, one module per stage:
 
-    adapters/ (environment) -> jitrl_cli.state_key (state) -> memories/ (retrieval)
-    -> jitrl_cli.advantage (advantage) -> jitrl_cli.scoring + jitrl_cli.update
-    (prior logits, logit update) -> action -> reward -> jitrl_cli.returns -> memories/
+    adapters/ (environment) -> jitrl_cli.core.state_key (state) -> memories/ (retrieval)
+    -> jitrl_cli.core.advantage (advantage) -> jitrl_cli.llm.scoring + jitrl_cli.core.update
+    (prior logits, logit update) -> action -> reward -> jitrl_cli.core.returns -> memories/
 """
 
 __version__ = "0.1.0"

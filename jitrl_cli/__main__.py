@@ -1,3 +1,3 @@
-from jitrl_cli.cli import main
+from jitrl_cli.commands.app import main
 
 main()

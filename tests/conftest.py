@@ -30,14 +30,14 @@ def zork1(games_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    from jitrl_cli.llm import default_model_path
+    from jitrl_cli.llm.model import default_model_path
 
     return default_model_path()
 
 
 @pytest.fixture(scope="session")
 def llm(model_path):
-    from jitrl_cli.llm import LlamaModel
+    from jitrl_cli.llm.model import LlamaModel
 
     model = LlamaModel(model_path, n_ctx=2048)
     yield model

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jitrl_cli.advantage import Neighbour, estimate_advantages
+from jitrl_cli.core.advantage import Neighbour, estimate_advantages
 
 
 def nb(action, ret):

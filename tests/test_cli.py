@@ -132,7 +132,7 @@ def test_help_lists_every_option_with_defaults():
     ("web", "WEB_POLICY", ["default: 3.0", "default: 0.5", "default: paper"]),
 ])
 def test_every_command_lists_its_learning_options_in_one_panel(command, spec, defaults):
-    from jitrl_cli import options
+    from jitrl_cli.commands import options
 
     proc = run_cli(command, "--help", env={"COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr

@@ -183,7 +183,7 @@ def test_plus_minus_is_the_sample_std_in_game_and_suite_summaries(tmp_path):
 
 
 def test_curve_png_labels_styles_and_axis(tmp_path):
-    from jitrl_cli.report import curve_figure, summarize
+    from jitrl_cli.runs.report import curve_figure, summarize
 
     out = tmp_path / "eval"
     _write_log(out / "episodes" / "jitrl-seed0.jsonl", "jitrl", 0, [20, 20, 30, 40])

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from jitrl_cli.evaluation import reconcile_memory
-from jitrl_cli.report import summarize
+from jitrl_cli.runs.evaluation import reconcile_memory
+from jitrl_cli.runs.report import summarize
 from memories.embedding import HashedNgramEmbedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
 from tests.conftest import ROOT, run_cli
@@ -161,7 +161,7 @@ def test_bad_eval_input_is_one_line(tmp_path):
 
 def test_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
     from jitrl_cli.errors import UserError
-    from jitrl_cli.evaluation import ADDED_SETTINGS, check_run_file
+    from jitrl_cli.runs.evaluation import ADDED_SETTINGS, check_run_file
 
     params = {"game": "zork1", "episodes": 2, "beta": 30.0, **ADDED_SETTINGS}
     old = {k: v for k, v in params.items() if k not in ADDED_SETTINGS}  # a run.json from before those options

@@ -131,7 +131,7 @@ def test_embedder_is_deterministic_and_normalised():
 
 
 def test_exact_match_neighbours_come_first(tmp_path):
-    from jitrl_cli.retrieval import retrieve
+    from jitrl_cli.core.retrieval import retrieve
 
     emb = HashedNgramEmbedder()
     store = MemoryStore(tmp_path, emb)

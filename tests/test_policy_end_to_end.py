@@ -3,9 +3,9 @@ model, a real SQLite/hnswlib memory, the real `jitrl play` process.
 
 Each logged step is checked against what the update and the advantage estimate must have computed:
 - posterior p'(a) = softmax(z(a)/T + β·Ã(a)) with the logged prior logits z and advantages Ã
-  (paper Theorem 4.1 on logits; jitrl_cli/update.py);
+  (paper Theorem 4.1 on logits; jitrl_cli/core/update.py);
 - with `--q-estimate max` and exact match, V̂(s) is the mean and Q̂(s,a) the best return G of the
-  steps stored from exactly this world state by earlier episodes (jitrl_cli/advantage.py), recomputed
+  steps stored from exactly this world state by earlier episodes (jitrl_cli/core/advantage.py), recomputed
   here from memory.sqlite; the run is chosen so that the best and the mean differ.
 """
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from jitrl_cli.reflection import StepEvaluator, Transition, combine, evaluator_prompt
-from jitrl_cli.scoring import CandidateScorer
+from jitrl_cli.core.reflection import StepEvaluator, Transition, combine, evaluator_prompt
+from jitrl_cli.llm.scoring import CandidateScorer
 
 KITCHEN = Transition("Behind House. The window is open.", "west",
                      "Kitchen. You are in the kitchen of the white house. A table seems to have been used recently.", 10)

@@ -1,6 +1,6 @@
 import pytest
 
-from jitrl_cli.returns import discounted_returns, step_rewards
+from jitrl_cli.core.returns import discounted_returns, step_rewards
 
 
 def test_returns_hand_computed_with_zeros_between_rewards():
@@ -31,7 +31,7 @@ def test_step_rewards_are_score_deltas_with_death_penalty():
 
 
 def test_novelty_rewards_count_stored_and_earlier_visits():
-    from jitrl_cli.returns import novelty_rewards
+    from jitrl_cli.core.returns import novelty_rewards
 
     bonus = novelty_rewards(["a", "b", "a", None, "c"], {"b": 3, "c": 0}, scale=2.0)
     assert bonus == pytest.approx([2.0, 2.0 / 2.0, 2.0 / 2 ** 0.5, 0.0, 2.0])

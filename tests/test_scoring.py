@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jitrl_cli.prompt import TranscriptPrompt
-from jitrl_cli.scoring import CandidateScorer, Prior, ScoreResult
+from jitrl_cli.llm.prompt import TranscriptPrompt
+from jitrl_cli.llm.scoring import CandidateScorer, Prior, ScoreResult
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jitrl_cli.update import choose_action, posterior_logits, softmax
+from jitrl_cli.core.update import choose_action, posterior_logits, softmax
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from jitrl_cli.web_eval import summarize_suite
+from jitrl_cli.runs.web_eval import summarize_suite
 from memories.embedding import HashedNgramEmbedder
 from memories.store import MemoryStore
 from tests.conftest import run_cli

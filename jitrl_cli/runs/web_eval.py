@@ -3,16 +3,16 @@
 Layout of a suite directory ``OUT``::
 
     run.json                       the suite's settings: suite, tasks, arms, seeds, episodes, model, agent options
-    <task>/                        a complete eval directory per task (see :mod:`jitrl_cli.evaluation`):
+    <task>/                        a complete eval directory per task (see :mod:`jitrl_cli.runs.evaluation`):
         run.json                   the suite's settings with ``task`` instead of ``tasks``
         episodes/<arm>-seed<s>.jsonl, memory/<arm>-seed<s>/ (fresh per arm, seed and task),
-        summary.json, curve.png    written by :func:`jitrl_cli.report.write_report`
+        summary.json, curve.png    written by :func:`jitrl_cli.runs.report.write_report`
     summary.json, curve.png        the aggregate over tasks (:func:`write_suite_report`)
 
-How it runs: tasks one after another, each with :func:`jitrl_cli.evaluation.run_eval` (round-robin
+How it runs: tasks one after another, each with :func:`jitrl_cli.runs.evaluation.run_eval` (round-robin
 over the arms × seeds, resumable: re-running the same command plays only the missing episodes of
 every task; when none is missing the model and browser are not even started). One headless
-Chromium and one model serve every task (:class:`jitrl_cli.web_cmd.WebSession`, as ``jitrl web``).
+Chromium and one model serve every task (:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``).
 Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
 whatever the arm: the problem ``jitrl web --task T --seed s`` plays in its episode e. So arms are
 compared on the same problems, and a resumed run plays the same problems as an uninterrupted one.
@@ -38,7 +38,7 @@ For an arm, with the tasks and seeds it has logs for, E = the fewest episodes an
 finished and x[t, s, e] the success of task t, seed s, episode e: y[s, e] = mean over tasks of
 x[t, s, e]; curve_mean[e] = mean over seeds of y[:, e] (the success rate per episode averaged over
 tasks: the mean learning curve), curve_std[e] = its sample standard deviation over seeds (ddof=1,
-as every std here: :func:`jitrl_cli.report.mean_std`); average, final and last10 (the last
+as every std here: :func:`jitrl_cli.runs.report.mean_std`); average, final and last10 (the last
 min(10, E) episodes) are taken per seed from y, then mean ± std over seeds;
 auc is the trapezoid area under curve_mean / (E − 1). Errors are one line (:class:`UserError`,
 :class:`adapters.base.AdapterError`, exit code 2).
@@ -57,12 +57,12 @@ from typing import Any
 import numpy as np
 
 from jitrl_cli.errors import UserError, require
+from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, episode_fields, miniwob_tasks, open_web_session, start_browser
 
 SUITES = ("miniwob",)
 MEASURE = "success"
 MEASURE_DESCRIPTION = ("success rate: the fraction of episodes that succeed (MiniWoB raw reward > 0, "
                        "the `success` of `jitrl web --json`), per episode, mean over seeds and tasks")
-MINIWOB_MAX_STEPS = 10  # as `jitrl web` (and BrowserGym)
 
 
 def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[str]:
@@ -81,7 +81,6 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
             --suite, --suite without --tasks, an unknown suite or ``webarena``.
         AdapterError: an unknown MiniWoB task (as ``jitrl web --tasks``).
     """
-    from jitrl_cli.web_cmd import miniwob_tasks
 
     if game is not None:
         raise UserError(f"give either GAME ({game}) or --suite miniwob --tasks A,B, not both")
@@ -97,11 +96,11 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
 
 def web_settings(ctx: Any) -> dict[str, Any]:
     """The learning settings a suite uses where the command line gave none: `jitrl web`'s defaults
-    (the paper's, see :data:`jitrl_cli.options.WEB_DEFAULTS`) instead of the game commands', and no
+    (the paper's, see :data:`jitrl_cli.core.config.WEB_DEFAULTS`) instead of the game commands', and no
     exact match or cycle avoidance (web pages have no world-state hash)."""
-    from jitrl_cli.advantage import Exploration, QEstimate
-    from jitrl_cli.options import WEB_DEFAULTS
-    from jitrl_cli.scoring import Prior
+    from jitrl_cli.core.advantage import Exploration, QEstimate
+    from jitrl_cli.core.config import WEB_DEFAULTS
+    from jitrl_cli.llm.scoring import Prior
 
     kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
@@ -126,7 +125,7 @@ def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms:
                  model_name: str) -> dict[str, Any]:
     """The suite's ``run.json``: the settings a resumed run must repeat.
 
-    Every field of the jitrl arm's :class:`~jitrl_cli.agent.AgentConfig` is included (enums by
+    Every field of the jitrl arm's :class:`~jitrl_cli.core.agent.AgentConfig` is included (enums by
     value), except ``learn`` (set per arm) and ``death_penalty`` (MiniWoB episodes are never lost);
     ``seed`` is the first seed.
     """
@@ -155,7 +154,7 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
             ``max_steps`` is replaced by 10 unless --max-steps was given, ``death_penalty`` by 0.
         out: the suite directory (layout in the module docstring).
         episodes, seeds: per task, arm and seed; seeds are ``config.seed``, ``config.seed + 1``, ….
-        arms: arm names from :func:`jitrl_cli.evaluation.parse_arms`.
+        arms: arm names from :func:`jitrl_cli.runs.evaluation.parse_arms`.
         model: ``--model`` (None: the default model); n_ctx: the model's context size.
         force: continue in ``out`` (and its task directories) even if they hold other settings.
         json_out: print the aggregate summary as JSON (nothing else on stdout); else a table.
@@ -169,8 +168,8 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         UserError / AdapterError: bad arguments, a run with other settings in ``out``, no
             browser, a bad model (all before any episode is played).
     """
-    from jitrl_cli.evaluation import Run, check_run_file, episodes_path, read_episodes
-    from jitrl_cli.llm import resolve_model_path
+    from jitrl_cli.runs.evaluation import Run, check_run_file, episodes_path, read_episodes
+    from jitrl_cli.llm.model import resolve_model_path
 
     names = suite_tasks(game, suite, tasks)
     require(config.step_rewards == "env", "--step-rewards llm|both judges text-adventure steps; web suites use env")
@@ -199,8 +198,7 @@ def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: lis
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adapters.miniwob_env import NAMESPACE
-    from jitrl_cli.evaluation import run_eval
-    from jitrl_cli.web_cmd import episode_fields, open_web_session, start_browser
+    from jitrl_cli.runs.evaluation import run_eval
     from memories.embedding import get_embedder
 
     console = Console(stderr=True)
@@ -247,7 +245,7 @@ def is_suite_dir(out: Path) -> bool:
 
 
 def _has_logs(task_dir: Path) -> bool:
-    from jitrl_cli.evaluation import read_episodes
+    from jitrl_cli.runs.evaluation import read_episodes
 
     return any(read_episodes(p) for p in sorted((task_dir / "episodes").glob("*.jsonl")))
 
@@ -256,13 +254,13 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     """The aggregate summary of a suite directory (fields in the module docstring); writes nothing.
 
     Args:
-        task_summaries: task → its summary (from :func:`jitrl_cli.report.summarize`), for the
+        task_summaries: task → its summary (from :func:`jitrl_cli.runs.report.summarize`), for the
             tasks that have logs; computed here when not given.
 
     Raises:
         UserError: ``out`` is not a suite directory, or no task has episode logs yet.
     """
-    from jitrl_cli.report import STD_DESCRIPTION, episode_value, load_runs, mean_std, std_over_seeds, summarize
+    from jitrl_cli.runs.report import STD_DESCRIPTION, episode_value, load_runs, mean_std, std_over_seeds, summarize
 
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     params = json.loads((out / "run.json").read_text())
@@ -310,7 +308,7 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
 
 def plot_suite(summary: dict[str, Any], path: Path) -> Path:
     """Write the aggregate ``curve.png``: per arm, the success rate per episode averaged over tasks (± std over seeds)."""
-    from jitrl_cli.report import plot_curves
+    from jitrl_cli.runs.report import plot_curves
 
     title = (f"jitrl eval {summary['suite']}: success rate per episode, mean over {len(summary['tasks'])} tasks"
              " (± sample std over seeds)")
@@ -325,7 +323,7 @@ def write_suite_report(out: Path) -> dict[str, Any]:
     Raises:
         UserError: see :func:`summarize_suite`.
     """
-    from jitrl_cli.report import write_report
+    from jitrl_cli.runs.report import write_report
 
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     names = json.loads((out / "run.json").read_text())["tasks"]
@@ -339,7 +337,7 @@ def suite_table(summary: dict[str, Any]) -> Any:
     """A Rich table: one row per task and arm, then the mean over tasks per arm."""
     from rich.table import Table
 
-    from jitrl_cli.report import plus_minus
+    from jitrl_cli.runs.report import plus_minus
 
     def pm(d: dict[str, float], n: int) -> str:
         return plus_minus(d, n, digits=2)
@@ -369,7 +367,7 @@ def print_suite_summary(summary: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(summary))
         return
-    from jitrl_cli.report import table_console
+    from jitrl_cli.runs.report import table_console
 
     table = suite_table(summary)
     console = table_console(table)

@@ -22,8 +22,8 @@ from enum import Enum
 
 import numpy as np
 
-from jitrl_cli.prompt import clean_for_prompt
-from jitrl_cli.scoring import CandidateScorer
+from jitrl_cli.llm.prompt import clean_for_prompt
+from jitrl_cli.llm.scoring import CandidateScorer
 
 
 class StepRewards(str, Enum):

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from jitrl_cli.advantage import Neighbour
+from jitrl_cli.core.advantage import Neighbour
 from memories.store import MemoryStore, RetrievedStep
 
 
@@ -30,7 +30,7 @@ def retrieve_steps(
         min_similarity: threshold in [−1, 1].
         world_hash: exact-match key of the current state, or None for ANN only.
         returns: step id → return to report instead of the stored G (the backed-up returns of
-            :func:`jitrl_cli.backup.backed_up_returns`); None keeps the stored returns.
+            :func:`jitrl_cli.core.backup.backed_up_returns`); None keeps the stored returns.
         fill: with ``world_hash``, whether ANN neighbours fill the places the exact steps left.
 
     Returns:
@@ -54,5 +54,5 @@ def retrieve(
     store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
     returns: dict[int, float] | None = None, fill: bool = True,
 ) -> list[Neighbour]:
-    """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.advantage.estimate_advantages` (paper §4.1)."""
+    """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.core.advantage.estimate_advantages` (paper §4.1)."""
     return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns, fill))

@@ -22,10 +22,11 @@ from typing import Any
 
 import typer
 
+from jitrl_cli.core.config import WEB_DEFAULTS
+
 MODEL = typer.Option(None, "--model", help="GGUF model file (default: $JITRL_MODEL, else Gemma 3 270M).")
 MEMORY = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_MEMORY_DIR, else the user data dir).")
 ROM_DIR = typer.Option(None, "--rom-dir", help="Directory searched first for games.")
-WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence"}
 
 _BETA_HELP = "β: strength of the advantage update on the logits (0 = static policy)."
 _Q_HELP = "Q̂(s,a) from the neighbours' returns: max (best return; deterministic games) or mean (paper)."
@@ -64,7 +65,7 @@ N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens.")
 VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned.")
 
 #: The learning options of the game commands (`play`, `eval`): parameter name → option. They are the
-#: keyword arguments of :func:`jitrl_cli.cli.agent_config` that the command line sets; each option's
+#: keyword arguments of :func:`jitrl_cli.commands.app.agent_config` that the command line sets; each option's
 #: type is its default's.
 GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,

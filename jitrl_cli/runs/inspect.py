@@ -2,8 +2,8 @@
 
 The state is either free text (an observation, or a full state key) or a stored
 step; the neighbours and the Q̂/V̂/A table come from the same retrieval
-(:func:`jitrl_cli.retrieval.retrieve_steps`) and estimator
-(:func:`jitrl_cli.advantage.estimate_advantages`) the agent uses at every step.
+(:func:`jitrl_cli.core.retrieval.retrieve_steps`) and estimator
+(:func:`jitrl_cli.core.advantage.estimate_advantages`) the agent uses at every step.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_cli.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
-from jitrl_cli.backup import ReturnEstimate, backed_up_returns
+from jitrl_cli.core.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
+from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
-from jitrl_cli.retrieval import as_neighbours, retrieve_steps
-from jitrl_cli.state_key import build_state_key
+from jitrl_cli.core.retrieval import as_neighbours, retrieve_steps
+from jitrl_cli.core.state_key import build_state_key
 from memories.stats import find_episode_ids
 from memories.store import MemoryStore
 
@@ -130,10 +130,10 @@ def inspect_state(
     exploration is stochastic, so it is shown with λ = 1 (every unseen candidate
     gets its bonus α/|N|); ``ucb`` and ``none`` are what the agent computes. With
     ``returns=backup`` each neighbour's return is its backed-up value Q̂(s_t, a_t) over the
-    remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.backup`). With
+    remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.core.backup`). With
     ``exact_match`` and a state that has a world hash (a stored step), the steps of that
     identical state come first and ANN neighbours fill the rest only with ``fill``, as in
-    :func:`jitrl_cli.retrieval.retrieve_steps`. ``optimistic`` values the candidates no neighbour
+    :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``optimistic`` values the candidates no neighbour
     took from max(V̂, 0), as ``play --optimistic`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None

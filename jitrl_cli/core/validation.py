@@ -3,9 +3,9 @@
 
 The rules live here and nowhere else. They are applied twice:
 
-* by :func:`check_options`, which the commands (and :func:`jitrl_cli.cli.agent_config`) call with their
+* by :func:`check_options`, which the commands (and :func:`jitrl_cli.commands.app.agent_config`) call with their
   values, so that a direct call of a command is checked too;
-* by :func:`install_option_checks`, which :func:`jitrl_cli.cli.main` runs over the whole command tree: every
+* by :func:`install_option_checks`, which :func:`jitrl_cli.commands.app.main` runs over the whole command tree: every
   option whose parameter name has a rule is checked as soon as it is parsed, and every float option of
   every command must be finite (no ``nan``, ``inf``), whether or not it has a rule. A bad value therefore
   fails before anything is loaded or written, with one line ``error: ...`` and exit code 2.
@@ -19,11 +19,11 @@ from enum import Enum
 from typing import Any
 
 from adapters.jericho_env import StateHash
-from jitrl_cli.advantage import Exploration, QEstimate
-from jitrl_cli.backup import ReturnEstimate
+from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.errors import UserError
-from jitrl_cli.reflection import StepRewards
-from jitrl_cli.scoring import Prior
+from jitrl_cli.core.reflection import StepRewards
+from jitrl_cli.llm.scoring import Prior
 
 SEED_MAX = 2**32 - 1
 N_CTX_MIN, N_CTX_MAX = 1024, 262_144
@@ -116,7 +116,7 @@ def install_option_checks(command: Any) -> Any:
 
     An option is checked when click parses it (defaults included): by its rule if its parameter name has
     one, and, for every float option, for finiteness. A failure raises :class:`UserError`, which
-    :func:`jitrl_cli.cli.main` prints as one line with exit code 2. Returns ``command``.
+    :func:`jitrl_cli.commands.app.main` prints as one line with exit code 2. Returns ``command``.
 
     Typer may bring its own copy of click, so options are recognised by their attributes, not their class,
     and a float by its parsed value.

@@ -32,7 +32,7 @@ from enum import Enum
 
 import numpy as np
 
-from jitrl_cli.advantage import normalize_action
+from jitrl_cli.core.advantage import normalize_action
 
 
 class ReturnEstimate(str, Enum):
@@ -55,7 +55,7 @@ def backed_up_returns(
         transitions: rows (step id, episode id, world hash or None, action, reward r_t,
             Monte Carlo return G_t) in episode and step order, as
             :meth:`memories.store.MemoryStore.transitions` returns them. Actions are
-            compared after :func:`jitrl_cli.advantage.normalize_action`.
+            compared after :func:`jitrl_cli.core.advantage.normalize_action`.
         gamma: discount γ in [0, 1].
         tolerance: stop when no state value changes by more than this (score points).
         max_sweeps: upper bound on the sweeps (γ = 1 with a rewarding cycle never converges).

@@ -12,13 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from jitrl_cli import options
+from jitrl_cli.commands import options
+from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The arm comparison of a summary (see :mod:`jitrl_cli.report`); ± is the sample std over seeds."""
-    from jitrl_cli.report import plus_minus as _pm
+    """The arm comparison of a summary (see :mod:`jitrl_cli.runs.report`); ± is the sample std over seeds."""
+    from jitrl_cli.runs.report import plus_minus as _pm
 
     p = summary["params"]
     table = Table(title=f"{p.get('game') or p.get('task', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
@@ -38,7 +39,7 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(summary))
     else:
-        from jitrl_cli.report import table_console
+        from jitrl_cli.runs.report import table_console
 
         table = summary_table(summary)
         console = table_console(table)
@@ -71,27 +72,26 @@ def eval_(
 
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
-    from jitrl_cli.cli import agent_config
-    from jitrl_cli.evaluation import Run, check_out_dir, check_run_file, parse_arms, run_eval
-    from jitrl_cli.llm import resolve_model_path
-    from jitrl_cli.report import write_report
-    from jitrl_cli.session import open_game_session, resolve_game
-    from jitrl_cli.validation import check_options
+    from jitrl_cli.runs.evaluation import Run, check_out_dir, check_run_file, parse_arms, run_eval
+    from jitrl_cli.llm.model import resolve_model_path
+    from jitrl_cli.runs.report import write_report
+    from jitrl_cli.runs.session import open_game_session, resolve_game
+    from jitrl_cli.core.validation import check_options
     from memories.embedding import get_embedder
 
     arm_names = parse_arms(arms)
     check_options(episodes=episodes, seeds=seeds, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)
-    config = agent_config(**policy, learn=True, max_steps=max_steps, seed=seed)
+    config = AgentConfig.from_options(**policy, learn=True, max_steps=max_steps, seed=seed)
     if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
-        from jitrl_cli.web_eval import eval_suite, option_given
+        from jitrl_cli.runs.web_eval import eval_suite, option_given
 
         if state_hash != options.STATE_HASH.default and option_given(ctx, "state_hash"):
             raise UserError("--state-hash applies to games only (web pages have no world state)")
         return eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes,
                           arms=arm_names, seeds=seeds, model=model, n_ctx=n_ctx, force=force, json_out=json_out, ctx=ctx)
     check_options(state_hash=state_hash)
-    rom = resolve_game(game, rom_dir, offer_download=False)
+    rom = resolve_game(game, rom_dir)
     model_path = resolve_model_path(model)
     params = {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds,
               "seed": seed, "model": model_path.name, **policy, "state_hash": state_hash}
@@ -128,11 +128,11 @@ def report(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Re-render summary.json, the table and curve.png from an eval directory's episode logs."""
-    from jitrl_cli.report import write_report
+    from jitrl_cli.runs.report import write_report
 
     if not out.is_dir():
         raise UserError(f"no eval directory {out}")
-    from jitrl_cli.web_eval import is_suite_dir, print_suite_summary, write_suite_report
+    from jitrl_cli.runs.web_eval import is_suite_dir, print_suite_summary, write_suite_report
 
     if is_suite_dir(out):  # `jitrl eval --suite` output: every task and the aggregate
         return print_suite_summary(write_suite_report(out), json_out)

@@ -15,47 +15,12 @@ from typing import Any, Optional
 
 import typer
 
-from jitrl_cli import options
+from jitrl_cli.commands import options
+from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import require
-
-HEADER = """The following are transcripts of an expert web agent completing tasks in a web browser. Each turn shows the \
-goal, the URL and the page's accessibility tree with element ids in brackets; after '>' comes the agent's next \
-action, which works towards the goal. Actions: click [id], type [id] "text", select [id] "option", check [id], \
-scroll down, go back, stop "answer".
-
-goal: Enter "Paris" into the search box and press Search.
-url: example/search.html
-[1] text "Find a city"
-[2] textbox
-[3] button "Search"
-
-> type [2] "Paris"
-goal: Enter "Paris" into the search box and press Search.
-url: example/search.html
-[1] text "Find a city"
-[2] textbox: "Paris"
-[3] button "Search"
-
-> click [3] "Search"
-goal: Enter "Paris" into the search box and press Search.
-url: example/search.html
-episode over: reward 1
-
-goal: Click on the "Cancel" button.
-url: example/buttons.html
-[1] button "Save"
-[2] textbox
-[3] button "Cancel"
-
-> click [3] "Cancel"
-goal: Click on the "Cancel" button.
-url: example/buttons.html
-episode over: reward 1
-
----"""
-MINIWOB_MAX_STEPS = 10
-WEBARENA_MAX_STEPS = 30
-
+from jitrl_cli.runs.session import (
+    MINIWOB_MAX_STEPS, WEBARENA_MAX_STEPS, episode_fields, miniwob_tasks, open_web_session, start_browser,
+)
 
 def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: Optional[int]) -> list[str]:
     """MiniWoB task names to run (validated); [] for a WebArena run."""
@@ -66,107 +31,6 @@ def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: O
     names = miniwob_tasks(tasks.split(",") if tasks else [task] if task else [])
     require(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
     return names
-
-
-def miniwob_tasks(names: list[str]) -> list[str]:
-    """MiniWoB task names, stripped, blanks and repeats dropped, each checked against the task list.
-
-    Returns:
-        the names in their first-seen order (``[]`` when none is given).
-
-    Raises:
-        AdapterError: one line naming the first unknown task and some similar ones.
-    """
-    from adapters.miniwob_env import task_path
-
-    names = list(dict.fromkeys(t.strip() for t in names if t and t.strip()))
-    for name in names:
-        task_path(name)  # AdapterError for unknown tasks
-    return names
-
-
-@dataclass
-class WebSession:
-    """A headless Chromium with the model that scores the candidate actions of web tasks.
-
-    Shared by ``jitrl web`` and ``jitrl eval --suite``: one browser and one model for every
-    task, environment and agent of a run. ``close()`` closes the scorer and the model, and the
-    browser when the session started it.
-    """
-
-    browser: Any
-    llm: Any
-    scorer: Any
-    header: str = HEADER
-    own_browser: bool = True
-
-    def agent(self, embedder: Any, store: Any, config: Any) -> Any:
-        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
-        from jitrl_cli.agent import Agent
-
-        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
-
-    def miniwob_env(self, task: str, max_steps: int, seed: int = 0, instances: int = 0) -> Any:
-        """A :class:`adapters.miniwob_env.MiniWoBEnv` for ``task`` in this session's browser (close it after use)."""
-        from adapters.miniwob_env import MiniWoBEnv
-
-        return MiniWoBEnv(task, self.browser, max_steps=max_steps, seed=seed, instances=instances)
-
-    def close(self) -> None:
-        """Close the scorer, the model and (when owned) the browser."""
-        try:
-            self.scorer.close()
-            self.llm.close()
-        finally:
-            if self.own_browser:
-                self.browser.close()
-
-
-def start_browser(chromium: Optional[Path]) -> Any:
-    """Start headless Chromium (``--chromium``, else $JITRL_CHROMIUM, Playwright's, /usr/bin/chromium).
-
-    Raises:
-        AdapterError: one line (``apt-get install chromium``) when no browser is found or it fails to start.
-    """
-    from adapters.browser import Browser
-
-    return Browser(str(chromium) if chromium else None)
-
-
-def open_web_session(model_path: Path, n_ctx: int, browser: Any, own_browser: bool = True) -> WebSession:
-    """Load the model (a path from :func:`jitrl_cli.llm.resolve_model_path`) and its scorer for ``browser``.
-
-    On failure the model is closed, and the browser too when ``own_browser``.
-
-    Raises:
-        UserError: a bad model file (one line).
-    """
-    from jitrl_cli.llm import LlamaModel
-    from jitrl_cli.scoring import CandidateScorer
-
-    llm = None
-    try:
-        llm = LlamaModel(model_path, n_ctx=n_ctx)
-        scorer = CandidateScorer(llm)
-    except BaseException:
-        try:
-            if llm is not None:
-                llm.close()
-        finally:
-            if own_browser:
-                browser.close()
-        raise
-    return WebSession(browser, llm, scorer, HEADER, own_browser)
-
-
-def episode_fields(task: str, suite: str, result: Any, env: Any) -> dict[str, Any]:
-    """The web fields added to an episode's JSON object (``jitrl web --json`` and the eval logs).
-
-    ``success`` is the episode's ``victory`` (MiniWoB: raw reward > 0), ``blocked_requests`` counts
-    the requests the origin allow-list aborted so far in this environment.
-    """
-    return {"task": task, "suite": suite, "success": bool(result.victory), "goal": env.goal,
-            "blocked_requests": len(env.guard.blocked)}
 
 
 def success_table(results: list[tuple[str, Any]]) -> Any:
@@ -209,22 +73,21 @@ def web(
     """Run the JitRL agent on MiniWoB++ tasks (offline) or a WebArena task (live sites) in headless Chromium."""
     from rich.console import Console
 
-    from jitrl_cli.cli import agent_config
-    from jitrl_cli.llm import resolve_model_path
+    from jitrl_cli.llm.model import resolve_model_path
     from jitrl_cli.paths import default_memory_dir
-    from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
+    from jitrl_cli.commands.view import LiveView, Observers, StepLogger, episode_line, summary_table
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
-    from jitrl_cli.validation import check_options
+    from jitrl_cli.core.validation import check_options
 
     check_options(episodes=episodes, n_ctx=n_ctx, instances=instances, max_steps=max_steps)
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
-    cfg = agent_config(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
+    cfg = AgentConfig.from_options(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
     names = _task_list(suite, task, tasks, task_id)
     if task_id is not None:
-        from jitrl_cli.evaluation import check_out_dir
+        from jitrl_cli.runs.evaluation import check_out_dir
 
         check_out_dir(out)
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from jitrl_cli.agent import EpisodeResult, StepLog
+from jitrl_cli.core.agent import EpisodeResult, StepLog
 from jitrl_cli.errors import UserError
 
 MAX_ROWS = 12

@@ -1,7 +1,7 @@
 """`jitrl report`: learning curves and the arm comparison, from an eval directory's episode logs.
 
 The measure x is the episode's ``score`` (Jericho: the game score at the end), or, when the
-run's ``run.json`` says ``"measure": "success"`` (web tasks, see :mod:`jitrl_cli.web_eval`),
+run's ``run.json`` says ``"measure": "success"`` (web tasks, see :mod:`jitrl_cli.runs.web_eval`),
 its success as 0/1 (the logged ``success``, else ``victory``); the summary names it in
 ``measure``. Per arm, with S seeds and x[s, e] of seed s in episode e (e = 1…E, only
 episodes every seed finished):
@@ -22,7 +22,7 @@ Every "std" (and every "±" in tables and plots) is the *sample* standard deviat
 sqrt(Σ (x_s − mean)² / (S − 1)) (numpy's ``ddof=1``), an estimate of the spread between seeds rather
 than the spread of the few seeds that ran; with one seed it is 0 and tables show the mean alone.
 :func:`mean_std` and :func:`std_over_seeds` compute it for `jitrl report` and the suite summaries
-(:mod:`jitrl_cli.web_eval`) alike.
+(:mod:`jitrl_cli.runs.web_eval`) alike.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from jitrl_cli.errors import UserError
-from jitrl_cli.evaluation import read_episodes
+from jitrl_cli.runs.evaluation import read_episodes
 
 
 def load_runs(out: Path) -> dict[str, dict[int, list[dict[str, Any]]]]:

@@ -15,81 +15,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from adapters.base import Environment
-from jitrl_cli.backup import ReturnEstimate, backed_up_returns
-from jitrl_cli.advantage import Exploration, Neighbour, QEstimate, estimate_advantages, normalize_action
-from jitrl_cli.prompt import TranscriptPrompt
-from jitrl_cli.reflection import StepEvaluator, StepRewards, Transition, combine
-from jitrl_cli.retrieval import retrieve
-from jitrl_cli.returns import discounted_returns, novelty_rewards, step_rewards
-from jitrl_cli.scoring import CandidateScorer, Prior
-from jitrl_cli.state_key import build_state_key
-from jitrl_cli.update import choose_action, log_softmax, posterior_logits
+from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
+from jitrl_cli.core.config import AgentConfig
+from jitrl_cli.core.advantage import Exploration, Neighbour, QEstimate, estimate_advantages, normalize_action
+from jitrl_cli.llm.prompt import TranscriptPrompt
+from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
+from jitrl_cli.core.retrieval import retrieve
+from jitrl_cli.core.returns import discounted_returns, novelty_rewards, step_rewards
+from jitrl_cli.llm.scoring import CandidateScorer, Prior
+from jitrl_cli.core.state_key import build_state_key
+from jitrl_cli.core.update import choose_action, log_softmax, posterior_logits
 from memories.embedding import Embedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
-
-
-@dataclass
-class AgentConfig:
-    """Hyper-parameters of the JitRL policy (defaults: paper §5 unless noted).
-
-    Attributes:
-        beta: β, strength of the advantage update (0 = static prior policy).
-        gamma: γ, discount of the returns.
-        k: neighbours retrieved per step.
-        min_similarity: cosine similarity threshold for neighbours.
-        temperature: T of the prior logits.
-        greedy: argmax instead of sampling.
-        learn: read and write memory; False is the static baseline (β forced to 0, memory untouched).
-        exploration: bonus for unseen candidates (paper / ucb / none); alpha α and bonus_prob λ.
-        death_penalty: subtracted from the last reward when the game is lost.
-        max_steps: steps per episode.
-        seed: seed of the action sampler (episode e uses seed + e).
-        exact_match: retrieve steps taken in exactly the same world state (Jericho's
-            world-state hash) before the ANN neighbours.
-        novelty: count-based exploration reward for reaching rarely visited world states
-            (see :func:`jitrl_cli.returns.novelty_rewards`); 0 = game rewards only.
-        q_estimate: Q̂(s,a) as the mean (paper eq. 5) or the max of the neighbours' returns.
-        step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
-            their sum (both); see :mod:`jitrl_cli.reflection`.
-        returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the
-            remembered transitions between identical world states (backup; see :mod:`jitrl_cli.backup`).
-        fill_neighbours: with ``exact_match``, ANN neighbours also fill the places left by the
-            steps of the identical state (True), or only stand in for a state never visited (False).
-        avoid_cycles: an action that earlier in the episode led from the same world state (at the
-            same score) straight back into a state already visited gets the lowest advantage (see
-            :func:`jitrl_cli.advantage.estimate_advantages`).
-        optimistic: value candidates unseen among the neighbours from max(V̂, 0) instead of V̂
-            (optimistic floor; see :mod:`jitrl_cli.advantage`).
-        prior: how the LLM's token logits become the prior over the candidates
-            (:class:`jitrl_cli.scoring.Prior`).
-    """
-
-    beta: float = 3.0
-    gamma: float = 0.5
-    k: int = 10
-    min_similarity: float = 0.5
-    temperature: float = 1.0
-    greedy: bool = False
-    learn: bool = True
-    exploration: Exploration = Exploration.paper
-    alpha: float = 1.0
-    bonus_prob: float = 0.5
-    death_penalty: float = 10.0
-    max_steps: int = 50
-    seed: int = 0
-    exact_match: bool = False
-    novelty: float = 0.0
-    q_estimate: QEstimate = QEstimate.mean
-    step_rewards: StepRewards = StepRewards.env
-    returns: ReturnEstimate = ReturnEstimate.mc
-    fill_neighbours: bool = True
-    avoid_cycles: bool = False
-    optimistic: bool = False
-    prior: Prior = Prior.sequence
-
-    def effective_beta(self) -> float:
-        """β actually applied (0 when learning is off)."""
-        return self.beta if self.learn else 0.0
 
 
 @dataclass
@@ -368,16 +305,7 @@ class Agent:
             log.reward, log.ret = r, g
         final_score = scores[-1] if scores else initial_score
         run_id = uuid.uuid4().hex
-        params = {
-            "beta": beta, "gamma": cfg.gamma, "k": cfg.k, "min_similarity": cfg.min_similarity,
-            "temperature": cfg.temperature, "greedy": cfg.greedy, "learn": cfg.learn,
-            "exploration": Exploration(cfg.exploration).value, "alpha": cfg.alpha, "bonus_prob": cfg.bonus_prob,
-            "death_penalty": cfg.death_penalty, "max_steps": cfg.max_steps, "seed": cfg.seed,
-            "exact_match": cfg.exact_match, "novelty": cfg.novelty,
-            "q_estimate": QEstimate(cfg.q_estimate).value, "step_rewards": StepRewards(cfg.step_rewards).value,
-            "returns": ReturnEstimate(cfg.returns).value, "avoid_cycles": cfg.avoid_cycles,
-            "fill_neighbours": cfg.fill_neighbours, "optimistic": cfg.optimistic, "prior": Prior(cfg.prior).value,
-        }
+        params = cfg.to_params()
         hash_kind = getattr(getattr(env, "state_hash", None), "value", None)  # a Jericho game's world-state key
         if hash_kind is not None:
             params["state_hash"] = hash_kind

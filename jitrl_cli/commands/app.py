@@ -11,11 +11,13 @@ import typer
 from rich.console import Console
 
 from adapters.base import AdapterError
-from jitrl_cli import __version__, options
+from jitrl_cli import __version__
+from jitrl_cli.commands import options
+from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
-from jitrl_cli.eval_cmd import eval_, report
-from jitrl_cli.memory_cmd import memory_app
-from jitrl_cli.web_cmd import web
+from jitrl_cli.commands.eval import eval_, report
+from jitrl_cli.commands.memory import memory_app
+from jitrl_cli.commands.web import web
 from memories.store import MemoryStoreError
 
 app = typer.Typer(
@@ -67,17 +69,17 @@ def play(
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    from jitrl_cli.llm import resolve_model_path
+    from jitrl_cli.llm.model import resolve_model_path
     from jitrl_cli.paths import default_memory_dir
-    from jitrl_cli.session import open_game_session, resolve_game
-    from jitrl_cli.validation import check_options
-    from jitrl_cli.view import LiveView, Observers, StepLogger, episode_line, summary_table
+    from jitrl_cli.runs.session import open_game_session, resolve_game
+    from jitrl_cli.core.validation import check_options
+    from jitrl_cli.commands.view import LiveView, Observers, StepLogger, episode_line, summary_table
     from memories.embedding import get_embedder
     from memories.store import MemoryStore
 
     check_options(episodes=episodes, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
-    config = agent_config(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
-    rom = resolve_game(game, rom_dir, offer_download=not json_out)
+    config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
+    rom = resolve_game(game, rom_dir, None if json_out else typer.confirm)
     model_path = resolve_model_path(model)
     logger = StepLogger(log_dir) if log_dir else None  # before the memory: a bad --log-dir creates nothing
     embedder = get_embedder()
@@ -116,42 +118,13 @@ def play(
             store.close()
 
 
-def agent_config(*, beta: float, gamma: float, k: int, min_similarity: float, temperature: float, greedy: bool,
-                 learn: bool, exploration: str, alpha: float, bonus_prob: float, death_penalty: float,
-                 max_steps: int, seed: int, exact_match: bool = False, novelty: float = 0.0,
-                 q_estimate: str = "mean", step_rewards: str = "env", returns: str = "mc", avoid_cycles: bool = False,
-                 fill_neighbours: bool = True, optimistic: bool = False, prior: str = "sequence"):
-    """Validate the policy options shared by `play`, `eval` and `web` and build the AgentConfig.
-
-    Raises:
-        UserError: one line naming the first invalid option.
-    """
-    from jitrl_cli.advantage import Exploration, QEstimate
-    from jitrl_cli.backup import ReturnEstimate
-    from jitrl_cli.reflection import StepRewards
-    from jitrl_cli.agent import AgentConfig
-    from jitrl_cli.validation import check_options
-    from jitrl_cli.scoring import Prior
-
-    check_options(max_steps=max_steps, seed=seed, beta=beta, gamma=gamma, k=k, min_similarity=min_similarity,
-                  temperature=temperature, alpha=alpha, bonus_prob=bonus_prob, death_penalty=death_penalty,
-                  exploration=exploration, novelty=novelty, q_estimate=q_estimate, step_rewards=step_rewards,
-                  returns=returns, prior=prior)
-    return AgentConfig(beta=beta, gamma=gamma, k=k, min_similarity=min_similarity, temperature=temperature, greedy=greedy,
-                       learn=learn, exploration=Exploration(exploration), alpha=alpha, bonus_prob=bonus_prob,
-                       death_penalty=death_penalty, max_steps=max_steps, seed=seed, exact_match=exact_match,
-                       novelty=novelty, q_estimate=QEstimate(q_estimate), step_rewards=StepRewards(step_rewards),
-                       returns=ReturnEstimate(returns), avoid_cycles=avoid_cycles,
-                       fill_neighbours=fill_neighbours, optimistic=optimistic, prior=Prior(prior))
-
-
 @games_app.command("download")
 def games_download(
     dest: Optional[Path] = typer.Option(None, "--dest", help="Target directory (default: the user games dir)."),
     url: Optional[str] = typer.Option(None, "--url", help="Archive URL (default: $JITRL_GAMES_URL or the Jericho suite)."),
 ) -> None:
     """Download the Jericho game suite (story files) so `jitrl play NAME` finds them."""
-    from jitrl_cli.games import download_suite
+    from jitrl_cli.runs.games import download_suite
     from jitrl_cli.paths import user_games_dir
 
     target = dest or user_games_dir()
@@ -176,11 +149,11 @@ def games_list(rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="D
 def build_command() -> Any:
     """The click command of :data:`app`, as :func:`main` runs it.
 
-    Every option is checked when it is parsed (:func:`jitrl_cli.validation.install_option_checks`: the
-    rules of :mod:`jitrl_cli.validation`, and a finite value for every float option), and flags show no
+    Every option is checked when it is parsed (:func:`jitrl_cli.core.validation.install_option_checks`: the
+    rules of :mod:`jitrl_cli.core.validation`, and a finite value for every float option), and flags show no
     value type in ``--help`` (Typer would print ``<bool>`` after them, as if they took a value).
     """
-    from jitrl_cli.validation import install_option_checks
+    from jitrl_cli.core.validation import install_option_checks
 
     command = typer.main.get_command(app)
     install_option_checks(command)

@@ -5,7 +5,7 @@ Layout of an eval directory::
     run.json                       the run's parameters (a resumed run must match them)
     episodes/<arm>-seed<s>.jsonl   one EpisodeResult object per finished episode
     memory/<arm>-seed<s>/          the arm's own memory (fresh at episode 1)
-    summary.json, curve.png        written by :mod:`jitrl_cli.report`
+    summary.json, curve.png        written by :mod:`jitrl_cli.runs.report`
 
 Resuming: an episode counts as done once its JSONL line is complete. A memory
 episode without a log line (the run was killed between the two writes) is
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitrl_cli.agent import Agent, AgentConfig, EpisodeResult
+from jitrl_cli.core.agent import Agent, EpisodeResult
+from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
 from memories.embedding import Embedder
 from memories.store import MemoryStore

@@ -46,7 +46,7 @@ from enum import Enum
 
 import numpy as np
 
-from jitrl_cli.llm import LlamaModel
+from jitrl_cli.llm.model import LlamaModel
 
 
 class Prior(str, Enum):

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jitrl_cli import options
+from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
 
 memory_app = typer.Typer(help="Inspect, export, import, prune and repair the agent's memory.", no_args_is_help=True)
@@ -208,10 +208,10 @@ def inspect(
     """The k nearest stored steps of a state and the Q̂, V̂, A table the agent would compute there.
 
     Without --state or --step: an overview of each game and its best actions."""
-    from jitrl_cli.advantage import Exploration, QEstimate
-    from jitrl_cli.backup import ReturnEstimate
-    from jitrl_cli.inspect import inspect_state, state_from_step, state_from_text
-    from jitrl_cli.validation import check_options
+    from jitrl_cli.core.advantage import Exploration, QEstimate
+    from jitrl_cli.core.backup import ReturnEstimate
+    from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
+    from jitrl_cli.core.validation import check_options
 
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")

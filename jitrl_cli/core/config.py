@@ -1,0 +1,114 @@
+"""The agent's configuration: every hyper-parameter of the JitRL policy, declared once.
+
+:class:`AgentConfig` is built from command-line values by :meth:`AgentConfig.from_options` (validated by
+:mod:`jitrl_cli.core.validation`) and serialised with :meth:`AgentConfig.to_params` (``dataclasses.asdict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any
+
+from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.backup import ReturnEstimate
+from jitrl_cli.core.reflection import StepRewards
+from jitrl_cli.core.validation import check_options, has_rule
+from jitrl_cli.llm.scoring import Prior
+
+
+#: The learning defaults of `jitrl web` and `jitrl eval --suite`: the paper's settings, which the MiniWoB++
+#: runs measured (the game commands' defaults are in :mod:`jitrl_cli.commands.options`).
+WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence"}
+
+
+@dataclass
+class AgentConfig:
+    """Hyper-parameters of the JitRL policy (defaults: paper §5 unless noted).
+
+    Attributes:
+        beta: β, strength of the advantage update (0 = static prior policy).
+        gamma: γ, discount of the returns.
+        k: neighbours retrieved per step.
+        min_similarity: cosine similarity threshold for neighbours.
+        temperature: T of the prior logits.
+        greedy: argmax instead of sampling.
+        learn: read and write memory; False is the static baseline (β forced to 0, memory untouched).
+        exploration: bonus for unseen candidates (paper / ucb / none); alpha α and bonus_prob λ.
+        death_penalty: subtracted from the last reward when the game is lost.
+        max_steps: steps per episode.
+        seed: seed of the action sampler (episode e uses seed + e).
+        exact_match: retrieve steps taken in exactly the same world state (Jericho's
+            world-state hash) before the ANN neighbours.
+        novelty: count-based exploration reward for reaching rarely visited world states
+            (see :func:`jitrl_cli.core.returns.novelty_rewards`); 0 = game rewards only.
+        q_estimate: Q̂(s,a) as the mean (paper eq. 5) or the max of the neighbours' returns.
+        step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
+            their sum (both); see :mod:`jitrl_cli.core.reflection`.
+        returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the
+            remembered transitions between identical world states (backup; see :mod:`jitrl_cli.core.backup`).
+        fill_neighbours: with ``exact_match``, ANN neighbours also fill the places left by the
+            steps of the identical state (True), or only stand in for a state never visited (False).
+        avoid_cycles: an action that earlier in the episode led from the same world state (at the
+            same score) straight back into a state already visited gets the lowest advantage (see
+            :func:`jitrl_cli.core.advantage.estimate_advantages`).
+        optimistic: value candidates unseen among the neighbours from max(V̂, 0) instead of V̂
+            (optimistic floor; see :mod:`jitrl_cli.core.advantage`).
+        prior: how the LLM's token logits become the prior over the candidates
+            (:class:`jitrl_cli.llm.scoring.Prior`).
+    """
+
+    beta: float = 3.0
+    gamma: float = 0.5
+    k: int = 10
+    min_similarity: float = 0.5
+    temperature: float = 1.0
+    greedy: bool = False
+    learn: bool = True
+    exploration: Exploration = Exploration.paper
+    alpha: float = 1.0
+    bonus_prob: float = 0.5
+    death_penalty: float = 10.0
+    max_steps: int = 50
+    seed: int = 0
+    exact_match: bool = False
+    novelty: float = 0.0
+    q_estimate: QEstimate = QEstimate.mean
+    step_rewards: StepRewards = StepRewards.env
+    returns: ReturnEstimate = ReturnEstimate.mc
+    fill_neighbours: bool = True
+    avoid_cycles: bool = False
+    optimistic: bool = False
+    prior: Prior = Prior.sequence
+
+    def effective_beta(self) -> float:
+        """β actually applied (0 when learning is off)."""
+        return self.beta if self.learn else 0.0
+
+    @classmethod
+    def from_options(cls, **values: Any) -> "AgentConfig":
+        """Validate option values (field name → value; enum fields as their strings) and build the config.
+
+        Fields not given keep their defaults. Used by every command that takes the learning options.
+
+        Raises:
+            UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`).
+            TypeError: a name that is no field (a programming error).
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise TypeError(f"AgentConfig has no field {', '.join(unknown)}")
+        check_options(**{name: value for name, value in values.items() if has_rule(name)})
+        converted = {}
+        for name, value in values.items():
+            default = known[name].default
+            converted[name] = type(default)(value) if isinstance(default, Enum) else value
+        return cls(**converted)
+
+    def to_params(self) -> dict[str, Any]:
+        """The config as stored with each episode and in ``run.json``: every field, enums as their values,
+        and ``beta`` as applied (:meth:`effective_beta`)."""
+        params = {name: value.value if isinstance(value, Enum) else value for name, value in asdict(self).items()}
+        params["beta"] = self.effective_beta()
+        return params
