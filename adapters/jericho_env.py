@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import AdapterError
+from adapters.state_key import build_state_key
 from adapters.valid_actions import ValidActionFinder
 
 #: fallback candidates when the valid-action finder times out
@@ -134,9 +135,10 @@ class JerichoEnv:
         valid_actions_timeout: seconds per valid-action computation before falling back.
         state_hash: how ``info["state_hash"]`` identifies a world state (:class:`StateHash`).
 
-    ``info`` keys: score, moves, max_score, location, inventory (list[str]), state_hash,
-    candidates (list[str]), victory, game_over, valid_actions_timeout (bool),
-    valid_actions_seconds (time spent finding the candidates).
+    ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (``state_key``: :func:`adapters.state_key.build_state_key`
+    of location, inventory, score and the observation; ``state_hash``: per :class:`StateHash`), and
+    valid_actions_timeout (bool). ``reward`` is the score change of the step (Jericho's own); the death
+    penalty is :class:`adapters.wrappers.DeathPenalty`'s.
 
     Raises:
         AdapterError: on a missing, invalid or unsupported story file.
@@ -156,6 +158,7 @@ class JerichoEnv:
             self.state_hash = StateHash(state_hash)
         except ValueError:
             raise AdapterError(f"unknown state hash {state_hash!r}: use one of {', '.join(h.value for h in StateHash)}") from None
+        self.state_hash_kind = self.state_hash.value
 
         path = Path(rom_path)
         self.bindings = check_story_file(path)
@@ -177,7 +180,7 @@ class JerichoEnv:
         """Restart the game: (observation, info)."""
         obs, _ = self._env.reset()
         self._steps = 0
-        return obs, self._info(done=False)
+        return obs, self._info(obs, done=False)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Send a command: (observation, reward = score delta, terminated, truncated, info)."""
@@ -186,7 +189,7 @@ class JerichoEnv:
             obs, reward, done, _ = self._env.step(action)
         self._steps += 1
         truncated = not done and self.max_steps is not None and self._steps >= self.max_steps
-        return obs, float(reward), bool(done), truncated, self._info(done=done)
+        return obs, float(reward), bool(done), truncated, self._info(obs, done=done)
 
     def close(self) -> None:
         """Stop the valid-action child process and the emulator."""
@@ -214,7 +217,8 @@ class JerichoEnv:
         self._cache[key] = actions
         return actions, False
 
-    def _info(self, done: bool) -> dict[str, Any]:
+    def _info(self, obs: str, done: bool) -> dict[str, Any]:
+        """``info`` of the state the game is in now, whose observation is ``obs``."""
         env = self._env
         jericho_hash = env.get_world_state_hash()  # the valid-action cache's key, and the default state key
         location = env.get_player_location()
@@ -226,12 +230,16 @@ class JerichoEnv:
         if not done:
             candidates, timed_out = self.candidate_actions(jericho_hash)
         seconds = time.perf_counter() - t0
+        score = float(env.get_score())
+        inventory = [o.name for o in env.get_inventory()]
+        location_name = location.name if location is not None else None
         return {
-            "score": float(env.get_score()),
+            "score": score,
             "moves": int(env.get_moves()),
             "max_score": self.max_score,
-            "location": location.name if location is not None else None,
-            "inventory": [o.name for o in env.get_inventory()],
+            "location": location_name,
+            "inventory": inventory,
+            "state_key": build_state_key(location_name, inventory, score, obs),
             "state_hash": self._state_hash(jericho_hash),
             "candidates": candidates,
             "victory": victory,

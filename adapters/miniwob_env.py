@@ -72,13 +72,17 @@ class MiniWoBEnv:
         max_steps: steps after which ``truncated`` is True.
         seed: page seed of the first episode; instances: see the module docstring.
 
-    ``info`` keys: score (raw reward once done, else 0), max_score (1.0), location (short URL),
-    inventory ([]), candidates, state_hash, state_key, victory (raw > 0), game_over (False),
-    moves, goal, url, raw_reward, done, error (last action's, or None), blocked_requests.
+    ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (score: the raw reward once done, else 0;
+    max_score 1.0; location: the short URL; inventory []; state_hash: a digest of the observation;
+    victory: raw > 0; game_over False; valid_actions_seconds 0.0, the candidates' time is the step's),
+    and goal, url, raw_reward, done, error (last action's, or None), blocked_requests, reason.
 
     Raises:
         AdapterError: unknown task, no browser, or a page that does not start.
     """
+
+    #: ``info["state_hash"]`` is a digest of the observation, not a world-state key
+    state_hash_kind = None
 
     def __init__(self, task: str, browser: Browser | None = None, chromium: str | None = None,
                  max_steps: int = 10, seed: int = 0, instances: int = 0) -> None:
@@ -165,7 +169,8 @@ class MiniWoBEnv:
         return obs, {
             "score": raw, "max_score": 1.0, "location": short_url(url), "inventory": [], "candidates": candidates,
             "state_hash": hashlib.sha1(obs.encode()).hexdigest()[:16], "state_key": key, "victory": done and raw > 0,
-            "game_over": False, "moves": self._steps, "goal": self.goal, "url": url, "raw_reward": raw, "done": done,
+            "game_over": False, "moves": self._steps, "valid_actions_seconds": 0.0, "goal": self.goal, "url": url,
+            "raw_reward": raw, "done": done,
             "error": error, "blocked_requests": len(self.guard.blocked), "reason": meta.get("reason"),
         }
 

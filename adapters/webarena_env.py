@@ -187,9 +187,16 @@ class WebArenaEnv:
         browser/chromium: a shared :class:`Browser`, or the executable for an owned one.
         max_steps: step limit (default 30).
 
+    ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (score: the evaluator's once the episode ends,
+    else 0; state_hash: a digest of the observation, None once over; valid_actions_seconds 0.0), and
+    goal, url, done, error, blocked_requests (out_dir once over).
+
     Raises:
         AdapterError: unknown task, site not configured or unreachable (checked before the browser starts).
     """
+
+    #: ``info["state_hash"]`` is a digest of the observation, not a world-state key
+    state_hash_kind = None
 
     def __init__(self, task_id: int, dataset: str = "verified", config_file: Path | None = None,
                  out_dir: Path = Path("webarena-out"), browser: Browser | None = None, chromium: str | None = None,
@@ -292,8 +299,9 @@ class WebArenaEnv:
         score = float(self.result.score or 0.0)
         obs = f"goal: {self.goal}\nepisode over: {self.result.status} (score {score:g})"
         return {"observation": obs, "score": score, "max_score": 1.0, "location": self.task.sites[0], "inventory": [],
-                "candidates": [], "state_hash": None, "victory": str(self.result.status) == "success",
-                "game_over": False, "moves": self._steps, "goal": self.goal, "done": True,
+                "candidates": [], "state_key": f"done {score:g}", "state_hash": None,
+                "victory": str(self.result.status) == "success", "game_over": False, "moves": self._steps,
+                "valid_actions_seconds": 0.0, "goal": self.goal, "done": True,
                 "blocked_requests": len(self.guard.blocked), "out_dir": str(self.ep_dir)}
 
     def _observe(self, error: str | None) -> tuple[str, dict[str, Any]]:
@@ -308,7 +316,8 @@ class WebArenaEnv:
         return obs, {
             "score": 0.0, "max_score": 1.0, "location": url, "inventory": [], "candidates": candidates,
             "state_hash": hashlib.sha1(obs.encode()).hexdigest()[:16], "state_key": state_key(self.goal, url, roots),
-            "victory": False, "game_over": False, "moves": self._steps, "goal": self.goal, "url": url, "done": False,
+            "victory": False, "game_over": False, "moves": self._steps, "valid_actions_seconds": 0.0, "goal": self.goal,
+            "url": url, "done": False,
             "error": error, "blocked_requests": len(self.guard.blocked),
         }
 

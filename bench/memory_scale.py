@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jitrl_cli.core.state_key import build_state_key  # noqa: E402
+from adapters.state_key import build_state_key  # noqa: E402
 from memories.embedding import get_embedder  # noqa: E402
 from memories.store import EpisodeRecord, MemoryStore, StepRecord  # noqa: E402
 

@@ -179,6 +179,22 @@ class RetrievedStep:
     state_key: str
 
 
+@dataclass(frozen=True)
+class StepState:
+    """The state of one stored step, as :meth:`MemoryStore.step_state` returns it.
+
+    Attributes:
+        game: the step's namespace; state_key: the abstracted state key text of s_t.
+        embedding: float32 vector of shape (dim,) (a copy, writable).
+        world_hash: the environment's world-state hash of s_t, or None.
+    """
+
+    game: str
+    state_key: str
+    embedding: np.ndarray
+    world_hash: str | None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -982,6 +998,57 @@ class MemoryStore:
     def games(self) -> list[str]:
         """Game namespaces that have at least one episode."""
         return [r[0] for r in self.read("SELECT DISTINCT game FROM episodes ORDER BY game")]
+
+    def episode_uuids(self) -> dict[int, str]:
+        """Every stored episode's uuid by its row id: ``{episode id: uuid}``, in id order (empty for an empty memory).
+
+        Raises:
+            MemoryStoreError: if the database cannot be read (MemoryDamagedError if it is damaged).
+        """
+        return {int(r[0]): r[1] for r in self.read("SELECT id, uuid FROM episodes ORDER BY id")}
+
+    def episode_ids(self, games: Iterable[str]) -> list[int]:
+        """Row ids of every stored episode of these games, in id order; ``[]`` for no games or unknown games.
+
+        Raises:
+            MemoryStoreError: if the database cannot be read (MemoryDamagedError if it is damaged).
+        """
+        games = list(dict.fromkeys(games))
+        if not games:
+            return []
+        marks = ",".join("?" * len(games))
+        return [int(r[0]) for r in self.read(f"SELECT id FROM episodes WHERE game IN ({marks}) ORDER BY id", games)]
+
+    def count_steps_of_episodes(self, episode_ids: Iterable[int]) -> int:
+        """Number of stored steps of these episodes (ids that are not stored count 0; no ids: 0).
+
+        Raises:
+            MemoryStoreError: if the database cannot be read (MemoryDamagedError if it is damaged).
+        """
+        ids = [int(i) for i in dict.fromkeys(episode_ids)]
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        return int(self.read(f"SELECT COUNT(*) FROM steps WHERE episode_id IN ({marks})", ids)[0][0])
+
+    def step_state(self, episode_id: int, step: int) -> StepState | None:
+        """The stored state of step ``step`` (0-based) of episode ``episode_id``, or None if there is no such step.
+
+        Returns:
+            a :class:`StepState`: game, state key, embedding (a float32 copy of shape (dim,)) and world hash
+            (None when the step has none).
+
+        Raises:
+            MemoryStoreError: if the database cannot be read (MemoryDamagedError if it is damaged).
+        """
+        rows = self.read(
+            "SELECT game, state_key, embedding, world_hash FROM steps WHERE episode_id = ? AND step = ?",
+            (int(episode_id), int(step)),
+        )
+        if not rows:
+            return None
+        game, key, blob, world_hash = rows[0]
+        return StepState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), world_hash)
 
     def require_game(self, game: str) -> str:
         """Return ``game`` if the memory has episodes of it.

@@ -9,7 +9,7 @@ import pytest
 from adapters.jericho_env import JerichoEnv
 from jitrl_cli.core.backup import backed_up_returns
 from jitrl_cli.core.returns import discounted_returns, step_rewards
-from jitrl_cli.core.state_key import build_state_key
+from adapters.state_key import build_state_key
 from memories.embedding import get_embedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
 from tests.conftest import run_cli

@@ -143,6 +143,39 @@ def test_resume_deletes_memory_episodes_that_were_never_logged(tmp_path):
         assert len(q) == 2 and np.isfinite(q[0].similarity)
 
 
+def test_compressed_eval_directory_reports_the_same_summary(tmp_path):
+    import gzip
+    import shutil
+
+    from jitrl_cli.runs.evaluation import read_episodes
+
+    plain = tmp_path / "plain"
+    (plain / "episodes").mkdir(parents=True)
+    (plain / "run.json").write_text(json.dumps({"game": "zork1", "episodes": 3, "seeds": 2}))
+    _write_log(plain / "episodes" / "jitrl-seed0.jsonl", "jitrl", 0, [0, 10, 20])
+    _write_log(plain / "episodes" / "jitrl-seed1.jsonl", "jitrl", 1, [10, 20, 40])
+    _write_log(plain / "episodes" / "static-seed0.jsonl", "static", 0, [5, 5, 5])
+    packed = tmp_path / "packed"
+    shutil.copytree(plain, packed)
+    for log in sorted((packed / "episodes").glob("*.jsonl")):  # as `gzip -9` leaves them
+        log.with_name(log.name + ".gz").write_bytes(gzip.compress(log.read_bytes(), compresslevel=9))
+        log.unlink()
+    summaries = []
+    for out in (plain, packed):
+        done = run_cli("report", str(out), "--json")
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert json.loads(done.stdout) == summary and (out / "curve.png").read_bytes().startswith(PNG_MAGIC)
+        summaries.append({k: v for k, v in summary.items() if k not in ("out", "plot")})
+    assert summaries[0] == summaries[1] and set(summaries[1]["arms"]) == {"jitrl", "static"}
+    assert not list((packed / "episodes").glob("*.jsonl"))  # reporting leaves the compressed logs as they are
+    # a resumed run appends to the plain log: reading it for repair restores it from the compressed copy
+    log = packed / "episodes" / "static-seed0.jsonl"
+    assert read_episodes(log, repair=True) == read_episodes(plain / "episodes" / "static-seed0.jsonl")
+    assert log.read_bytes() == (plain / "episodes" / "static-seed0.jsonl").read_bytes()
+    assert not log.with_name(log.name + ".gz").exists()
+
+
 def test_bad_eval_input_is_one_line(tmp_path):
     for args, message in [
         (["eval", "zork1", "--arms", "jitrl,greedy", "--out", str(tmp_path / "o")], "--arms must be a comma list"),

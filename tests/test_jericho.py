@@ -20,6 +20,8 @@ def test_reset_text_and_start_candidates(env):
     assert info["location"] and info["inventory"] == []
     assert "open mailbox" in info["candidates"]
     assert len(info["state_hash"]) == 32
+    assert info["state_key"].startswith("location: west house | inventory: nothing | score: 0 | ")
+    assert "there is a small mailbox here" in info["state_key"]  # the cleaned observation
 
 
 def test_walkthrough_first_moves_score(env):

@@ -154,3 +154,51 @@ def test_exact_match_neighbours_come_first(tmp_path):
     nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
     assert len(nb) == 5 and nb[0].action == "north" and all(n.similarity < 1.0 for n in nb[3:])
     store.close()
+
+
+def test_episode_uuids_and_ids_by_game(tmp_path):
+    store = MemoryStore(tmp_path, HashedNgramEmbedder())
+    assert store.episode_uuids() == {} and store.episode_ids(["zork1"]) == []
+    rng = np.random.default_rng(5)
+    a = _episode(store, rng, "zork1", 3, "a")
+    b = _episode(store, rng, "detective", 2, "b")
+    c = _episode(store, rng, "zork1", 4, "c")
+    assert store.episode_uuids() == {a: "zork1-a", b: "detective-b", c: "zork1-c"}
+    assert list(store.episode_uuids()) == sorted([a, b, c])
+    assert store.episode_ids(["zork1"]) == [a, c]
+    assert store.episode_ids(["detective", "zork1"]) == [a, b, c]
+    assert store.episode_ids(["nope"]) == [] and store.episode_ids([]) == []
+    store.close()
+
+
+def test_count_steps_of_episodes(tmp_path):
+    store = MemoryStore(tmp_path, HashedNgramEmbedder())
+    rng = np.random.default_rng(6)
+    a = _episode(store, rng, "zork1", 3, "a")
+    b = _episode(store, rng, "detective", 5, "b")
+    assert store.count_steps_of_episodes([a]) == 3
+    assert store.count_steps_of_episodes([a, b]) == 8
+    assert store.count_steps_of_episodes([a, a, 999]) == 3  # repeated and unknown ids
+    assert store.count_steps_of_episodes([]) == 0
+    store.close()
+
+
+def test_step_state_of_a_stored_step(tmp_path):
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    key = "location: hall | inventory: lamp"
+    steps = [StepRecord(step=0, state_key=key, embedding=emb.embed(key), action="north", reward=0.0, ret=1.0,
+                        world_hash="h0"),
+             StepRecord(step=1, state_key="location: cellar", embedding=emb.embed("location: cellar"), action="up",
+                        reward=1.0, ret=1.0)]
+    eid = store.write_episode(EpisodeRecord(uuid="e", game="zork1", score=1.0, steps=2), steps)
+    store.close()
+    store = MemoryStore(tmp_path, emb, writable=False)
+    state = store.step_state(eid, 0)
+    assert (state.game, state.state_key, state.world_hash) == ("zork1", key, "h0")
+    assert state.embedding.dtype == np.float32 and state.embedding.shape == (emb.dim,)
+    np.testing.assert_array_equal(state.embedding, emb.embed(key))
+    state.embedding[0] = 5.0  # a writable copy
+    assert store.step_state(eid, 1).world_hash is None
+    assert store.step_state(eid, 2) is None and store.step_state(eid + 1, 0) is None
+    store.close()

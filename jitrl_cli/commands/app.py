@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
 from adapters.base import AdapterError
 from jitrl_cli import __version__
 from jitrl_cli.commands import options
-from jitrl_cli.core.config import AgentConfig
-from jitrl_cli.errors import UserError
 from jitrl_cli.commands.eval import eval_, report
 from jitrl_cli.commands.memory import memory_app
+from jitrl_cli.commands.view import EpisodeView, StepLogger, episode_line, summary_table
 from jitrl_cli.commands.web import web
-from memories.store import MemoryStoreError
+from jitrl_cli.core.config import AgentConfig
+from jitrl_cli.core.validation import check_options, install_option_checks
+from jitrl_cli.errors import UserError
+from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.paths import default_memory_dir, game_dirs, list_games, user_games_dir
+from jitrl_cli.runs.games import download_suite
+from jitrl_cli.runs.runner import run_episodes
+from jitrl_cli.runs.session import open_game_session, resolve_game
+from memories.embedding import get_embedder
+from memories.store import MemoryStore, MemoryStoreError
 
 app = typer.Typer(
     help="jitrl: a local LLM agent that learns while it plays (Just-In-Time RL, arXiv 2601.18510).",
@@ -32,8 +38,6 @@ app.add_typer(memory_app, name="memory")
 app.command("web")(web)
 app.command("eval")(eval_)
 app.command("report")(report)
-
-err_console = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
@@ -69,14 +73,6 @@ def play(
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    from jitrl_cli.llm.model import resolve_model_path
-    from jitrl_cli.paths import default_memory_dir
-    from jitrl_cli.runs.session import open_game_session, resolve_game
-    from jitrl_cli.core.validation import check_options
-    from jitrl_cli.commands.view import LiveView, Observers, StepLogger, episode_line, summary_table
-    from memories.embedding import get_embedder
-    from memories.store import MemoryStore
-
     check_options(episodes=episodes, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
     config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
     rom = resolve_game(game, rom_dir, None if json_out else typer.confirm)
@@ -90,28 +86,13 @@ def play(
         if store is not None:
             store.close()
         raise
-    env = session.env
     agent = session.agent(embedder, store, config)
-    console = Console()
-    live = console.is_terminal and not json_out
-    results = []
+    view = EpisodeView(json_out, logger, line=lambda episode: episode_line(episode.result))
     try:
-        if live:
-            with LiveView(console, session.title, episodes, max_steps) as view:
-                observer = Observers(view, logger)
-                for e in range(1, episodes + 1):
-                    results.append(agent.run_episode(env, env.name, e, session.header, observer))
-            console.print(summary_table(results))
-        else:
-            observer = Observers(logger)
-            for e in range(1, episodes + 1):
-                result = agent.run_episode(env, env.name, e, session.header, observer)
-                results.append(result)
-                if json_out:
-                    sys.stdout.write(json.dumps(result.to_json()) + "\n")
-                    sys.stdout.flush()
-                else:
-                    print(episode_line(result), flush=True)
+        shown = view.show(session.title, episodes, max_steps, lambda observer: run_episodes(
+            agent, session.target(), session.header, range(1, episodes + 1), observer))
+        if view.live:
+            view.console.print(summary_table([e.result for e in shown]))
     finally:
         session.close()
         if store is not None:
@@ -124,9 +105,6 @@ def games_download(
     url: Optional[str] = typer.Option(None, "--url", help="Archive URL (default: $JITRL_GAMES_URL or the Jericho suite)."),
 ) -> None:
     """Download the Jericho game suite (story files) so `jitrl play NAME` finds them."""
-    from jitrl_cli.runs.games import download_suite
-    from jitrl_cli.paths import user_games_dir
-
     target = dest or user_games_dir()
     if target.exists() and not target.is_dir():
         raise UserError(f"--dest {target} exists and is not a directory")
@@ -137,8 +115,6 @@ def games_download(
 @games_app.command("list")
 def games_list(rom_dir: Optional[Path] = typer.Option(None, "--rom-dir", help="Directory searched first.")) -> None:
     """List the games jitrl can find."""
-    from jitrl_cli.paths import game_dirs, list_games
-
     found = list_games(rom_dir)
     if not found:
         raise UserError(f"no games in {', '.join(str(d) for d in game_dirs(rom_dir))}; run `jitrl games download`")
@@ -153,8 +129,6 @@ def build_command() -> Any:
     rules of :mod:`jitrl_cli.core.validation`, and a finite value for every float option), and flags show no
     value type in ``--help`` (Typer would print ``<bool>`` after them, as if they took a value).
     """
-    from jitrl_cli.core.validation import install_option_checks
-
     command = typer.main.get_command(app)
     install_option_checks(command)
     _hide_flag_types(command)

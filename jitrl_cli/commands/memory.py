@@ -396,7 +396,7 @@ def prune(
         raise UserError(f"--keep-last must be >= 0, got {keep_last}")
     with _open(memory) as store:
         ids = _selected_episodes(store, game, keep_last, before, episode)
-        steps = store.read(f"SELECT COUNT(*) FROM steps WHERE episode_id IN ({','.join('?' * len(ids))})", ids)[0][0] if ids else 0
+        steps = store.count_steps_of_episodes(ids)
     if not ids:
         print("nothing to prune")
         return
@@ -426,8 +426,7 @@ def clear(
     """Delete every episode (of one game, or all) from the memory."""
     with _open(memory) as store:
         games = _games(store, game)
-        marks = ",".join("?" * len(games))
-        ids = [r[0] for r in store.read(f"SELECT id FROM episodes WHERE game IN ({marks})", games)]
+        ids = store.episode_ids(games)
         steps = store.count_steps(game)
     _confirm(f"delete all {len(ids)} episodes ({steps} steps) of {', '.join(games)} from {_root(memory)}?", yes)
     _delete(memory, ids)

@@ -1,20 +1,27 @@
-"""What the user sees: the Rich live view, a JSONL step logger, and the episode summary table."""
+"""What the user sees: the Rich live view, a JSONL step logger, how `play` and `web` show their episodes,
+the eval progress bar, and the tables of episodes, arms and suites."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from jitrl_cli.core.agent import EpisodeResult, StepLog
+from jitrl_cli.core.agent import EpisodeResult, Observer, StepLog
 from jitrl_cli.errors import UserError
+from jitrl_cli.runs.evaluation import Run
+from jitrl_cli.runs.runner import Episode
 
 MAX_ROWS = 12
 #: The candidates table's legend, shown under it at every step.
@@ -166,3 +173,167 @@ class Observers:
     def on_episode_end(self, result: EpisodeResult, logs: list[StepLog]) -> None:
         for o in self.observers:
             o.on_episode_end(result, logs)
+
+
+class EpisodeView:
+    """How `play` and `web` show their episodes: the live view when stdout is a terminal (and not --json),
+    else one JSON object per episode (--json: :attr:`jitrl_cli.runs.runner.Episode.record`, nothing else on
+    stdout) or one line per episode (``line(episode)``). Every step also goes to ``logger`` (--log-dir)."""
+
+    def __init__(self, json_out: bool, logger: StepLogger | None, line: Callable[[Episode], str],
+                 console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.json_out = json_out
+        self.logger = logger
+        self.line = line
+        self.live = self.console.is_terminal and not json_out
+
+    def show(self, title: str, episodes: int, max_steps: int,
+             play: Callable[[Observer], Iterable[Episode]]) -> list[Episode]:
+        """Show the episodes ``play(observer)`` yields (``episodes`` of at most ``max_steps`` steps on ``title``)."""
+        shown: list[Episode] = []
+        if self.live:
+            with LiveView(self.console, title, episodes, max_steps) as view:
+                shown.extend(play(Observers(view, self.logger)))
+            return shown
+        for episode in play(Observers(self.logger)):
+            shown.append(episode)
+            if self.json_out:
+                sys.stdout.write(json.dumps(episode.record) + "\n")
+                sys.stdout.flush()
+            else:
+                print(self.line(episode), flush=True)
+        return shown
+
+
+def success_table(episodes: list[Episode]) -> Table:
+    """Per task: episodes, success rate, mean reward, median s/step (`jitrl web`)."""
+    table = Table(title="tasks")
+    for col in ("task", "episodes", "success", "mean reward", "s/step"):
+        table.add_column(col, justify="right")
+    for name in dict.fromkeys(e.target.task for e in episodes):
+        rs = [e.result for e in episodes if e.target.task == name]
+        table.add_row(name, str(len(rs)), f"{sum(r.victory for r in rs) / len(rs):.0%}",
+                      f"{statistics.fmean(r.score for r in rs):+.2f}",
+                      f"{statistics.median(r.seconds_per_step_median for r in rs):.2f}")
+    return table
+
+
+class EvalProgressView:
+    """The progress bar of `jitrl eval` (stderr; drawn in a terminal only), an
+    :class:`jitrl_cli.runs.evaluation.EvalProgress`. Outside a terminal, and without --json, each episode
+    is one line on stderr instead. Use it as a context manager: the bar shows from ``start`` to ``finish`` (or the exit)."""
+
+    def __init__(self, json_out: bool) -> None:
+        self.console = Console(stderr=True)
+        self.json_out = json_out
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=self.console, disable=not self.console.is_terminal)
+        self.bar: Any = None
+        self.label = ""
+        self.running = False
+
+    def __enter__(self) -> "EvalProgressView":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def start(self, label: str, total: int) -> None:
+        self.label = label
+        self.bar = self.progress.add_task(label, total=total)
+        self.progress.start()
+        self.running = True
+
+    def advance(self, count: int) -> None:
+        self.progress.advance(self.bar, count)
+
+    def episode(self, task: str | None, run: Run, number: int, result: EpisodeResult) -> None:
+        if task is None:  # a game: its score
+            description = f"{self.label} · {run.name} ep {number}: score {result.score:g}"
+            line = f"{run.name} episode {number}: score {result.score:g} in {result.steps} steps"
+        else:  # a suite's task: success or failure
+            verdict = "success" if result.victory else "failure"
+            description = f"{self.label} · {task} · {run.name} ep {number}: {verdict}"
+            line = f"{task} {run.name} episode {number}: reward {result.score:g}, {verdict} in {result.steps} steps"
+        self.progress.update(self.bar, advance=1, description=description)
+        if not self.console.is_terminal and not self.json_out:
+            print(line, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.running:
+            self.running = False
+            self.progress.stop()
+
+
+def plus_minus(d: dict[str, float], seeds: int, digits: int = 1) -> str:
+    """``"12.3±4.5"`` (mean ± sample std over seeds), or the mean alone for one seed."""
+    return f"{d['mean']:.{digits}f}±{d['std']:.{digits}f}" if seeds > 1 else f"{d['mean']:.{digits}f}"
+
+
+def table_console(renderable: Any = None) -> Console:
+    """A Rich console on stdout for printing ``renderable`` (a table) whole.
+
+    In a terminal it is the usual console. Otherwise (a pipe or a file) it is as wide as the renderable
+    needs, so that no value is cut or wrapped at Rich's default 80 columns.
+    """
+    console = Console()
+    if console.is_terminal or renderable is None:
+        return console
+    wide = Console(width=100_000)
+    width = Measurement.get(wide, wide.options, renderable).maximum
+    return Console(width=max(80, width))
+
+
+def arms_table(summary: dict[str, Any]) -> Table:
+    """The arm comparison of a summary (see :mod:`jitrl_cli.runs.report`); ± is the sample std over seeds."""
+    p = summary["params"]
+    table = Table(title=f"{p.get('game') or p.get('task', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
+    for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step"):
+        table.add_column(col, justify="left" if col == "arm" else "right", overflow="fold")
+    for arm, s in summary["arms"].items():
+        n = len(s["seeds"])
+        table.add_row(arm, str(n), str(s["episodes"]), plus_minus(s["average"], n), plus_minus(s["final"], n),
+                      plus_minus(s["last10"], n), f"{s['best']:g}",
+                      "–" if s["normalized"] is None else f"{s['normalized']:.3f}", f"{s['auc']:.2f}",
+                      "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}")
+    table.caption = ("mean ± sample std over seeds (n − 1); norm = average / max score; "
+                     "AUC = area under the mean curve / (episodes − 1)")
+    return table
+
+
+def suite_table(summary: dict[str, Any]) -> Table:
+    """A suite's aggregate (:mod:`jitrl_cli.runs.web_eval`): one row per task and arm, then the mean over tasks per arm."""
+
+    def pm(d: dict[str, float], n: int) -> str:
+        return plus_minus(d, n, digits=2)
+
+    p = summary["params"]
+    table = Table(title=f"{summary['suite']}: {len(p.get('tasks', []))} tasks × {p.get('seeds', '?')} seeds × "
+                        f"{p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps — success rate")
+    for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
+        table.add_column(col, justify="left" if col in ("task", "arm") else "right", overflow="fold")
+    for name, arms in summary["tasks"].items():
+        for arm, s in arms.items():
+            n = len(s["seeds"])
+            table.add_row(name, arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
+                          pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+    for arm, s in summary["arms"].items():
+        n = len(s["seeds"])
+        table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
+                      pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+    missing = f"; not started: {', '.join(summary['tasks_missing'])}" if summary["tasks_missing"] else ""
+    table.caption = ("success rate (raw reward > 0); mean ± sample std over seeds (n − 1); mean = over tasks; "
+                     f"reward = mean raw reward in [−1, 1]{missing}")
+    return table
+
+
+def print_summary(summary: dict[str, Any], json_out: bool) -> None:
+    """Print an eval's summary: JSON on stdout, or its table (a suite's or a game's arms) and the plot's path."""
+    if json_out:
+        print(json.dumps(summary))
+        return
+    table = suite_table(summary) if "tasks" in summary else arms_table(summary)
+    console = table_console(table)
+    console.print(table)
+    console.print(f"plot: {summary['plot']}", markup=False, highlight=False, soft_wrap=True)

@@ -6,21 +6,27 @@ Same policy, memory and update as ``jitrl play``; only the environment differs
 
 from __future__ import annotations
 
-import json
-import statistics
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from adapters.webarena_env import WebArenaEnv
 from jitrl_cli.commands import options
+from jitrl_cli.commands.view import EpisodeView, StepLogger, episode_line, success_table, summary_table
 from jitrl_cli.core.config import AgentConfig
+from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import require
+from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.paths import default_memory_dir
+from jitrl_cli.runs.evaluation import check_out_dir
+from jitrl_cli.runs.runner import Episode, run_episodes
 from jitrl_cli.runs.session import (
-    MINIWOB_MAX_STEPS, WEBARENA_MAX_STEPS, episode_fields, miniwob_tasks, open_web_session, start_browser,
+    MINIWOB_MAX_STEPS, WEBARENA_MAX_STEPS, miniwob_tasks, open_web_session, start_browser, webarena_target,
 )
+from memories.embedding import get_embedder
+from memories.store import MemoryStore
+
 
 def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: Optional[int]) -> list[str]:
     """MiniWoB task names to run (validated); [] for a WebArena run."""
@@ -31,21 +37,6 @@ def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: O
     names = miniwob_tasks(tasks.split(",") if tasks else [task] if task else [])
     require(bool(names), "give --task NAME or --tasks A,B,C (MiniWoB) or --task-id N (WebArena)")
     return names
-
-
-def success_table(results: list[tuple[str, Any]]) -> Any:
-    """Per task: episodes, success rate, mean reward, median s/step."""
-    from rich.table import Table
-
-    table = Table(title="tasks")
-    for col in ("task", "episodes", "success", "mean reward", "s/step"):
-        table.add_column(col, justify="right")
-    for name in dict.fromkeys(t for t, _ in results):
-        rs = [r for t, r in results if t == name]
-        table.add_row(name, str(len(rs)), f"{sum(r.victory for r in rs) / len(rs):.0%}",
-                      f"{statistics.fmean(r.score for r in rs):+.2f}",
-                      f"{statistics.median(r.seconds_per_step_median for r in rs):.2f}")
-    return table
 
 
 @options.with_policy_options(options.WEB_POLICY)
@@ -71,41 +62,24 @@ def web(
     n_ctx: int = options.N_CTX,
 ) -> None:
     """Run the JitRL agent on MiniWoB++ tasks (offline) or a WebArena task (live sites) in headless Chromium."""
-    from rich.console import Console
-
-    from jitrl_cli.llm.model import resolve_model_path
-    from jitrl_cli.paths import default_memory_dir
-    from jitrl_cli.commands.view import LiveView, Observers, StepLogger, episode_line, summary_table
-    from memories.embedding import get_embedder
-    from memories.store import MemoryStore
-
-    from jitrl_cli.core.validation import check_options
-
     check_options(episodes=episodes, n_ctx=n_ctx, instances=instances, max_steps=max_steps)
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
     cfg = AgentConfig.from_options(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
     names = _task_list(suite, task, tasks, task_id)
     if task_id is not None:
-        from jitrl_cli.runs.evaluation import check_out_dir
-
         check_out_dir(out)
-
     logger = StepLogger(log_dir) if log_dir else None  # before the browser starts: a bad --log-dir leaves nothing running
     # environments first: a missing site or browser fails in seconds, before the model loads or memory is created
     wa_env = None
     if task_id is not None:
-        from adapters.webarena_env import WebArenaEnv
-
         wa_env = WebArenaEnv(task_id, dataset, config, out, chromium=str(chromium) if chromium else None, max_steps=steps)
         browser = wa_env.browser
     else:
         browser = start_browser(chromium)
-
     store = session = None
-    console = Console()
-    live = console.is_terminal and not json_out
-    results: list[tuple[str, Any]] = []
+    view = EpisodeView(json_out, logger, line=_line)
+    shown: list[Episode] = []
     try:
         model_path = resolve_model_path(model)
         embedder = get_embedder()
@@ -113,37 +87,15 @@ def web(
         session = open_web_session(model_path, n_ctx, browser, own_browser=False)
         agent = session.agent(embedder, store, cfg)
         for name in names or [f"webarena-{task_id}"]:
-            if wa_env is not None:
-                env, namespace, suite_name = wa_env, wa_env.namespace, "webarena"
-            else:
-                from adapters.miniwob_env import NAMESPACE
-
-                env, namespace, suite_name = session.miniwob_env(name, steps, seed, instances), NAMESPACE, "miniwob"
+            target = webarena_target(wa_env, name) if wa_env is not None else session.miniwob_target(name, steps, seed, instances)
             try:
-                if live:
-                    with LiveView(console, f"{suite_name}/{name}", episodes, steps) as view:
-                        observer = Observers(view, logger)
-                        for e in range(1, episodes + 1):
-                            results.append((name, agent.run_episode(env, namespace, e, session.header, observer)))
-                    continue
-                observer = Observers(logger)
-                for e in range(1, episodes + 1):
-                    result = agent.run_episode(env, namespace, e, session.header, observer)
-                    results.append((name, result))
-                    if json_out:
-                        row = result.to_json() | episode_fields(name, suite_name, result, env)
-                        if wa_env is not None:
-                            row.update(out_dir=str(wa_env.ep_dir), eval_status=str(getattr(wa_env.result, "status", "")))
-                        sys.stdout.write(json.dumps(row) + "\n")
-                        sys.stdout.flush()
-                    else:
-                        print(f"{name} {episode_line(result)}; {'success' if result.victory else 'failure'}", flush=True)
+                shown += view.show(target.name, episodes, steps, lambda observer: run_episodes(
+                    agent, target, session.header, range(1, episodes + 1), observer))
             finally:
-                if env is not wa_env:
-                    env.close()
-        if live:
-            console.print(summary_table([r for _, r in results]))
-            console.print(success_table(results))
+                target.close()
+        if view.live:
+            view.console.print(summary_table([e.result for e in shown]))
+            view.console.print(success_table(shown))
     finally:
         try:
             if session is not None:
@@ -155,3 +107,9 @@ def web(
                 browser.close()
             if store is not None:
                 store.close()
+
+
+def _line(episode: Episode) -> str:
+    """`jitrl web`'s plain line per episode: the task, the episode's line and its verdict."""
+    result = episode.result
+    return f"{episode.target.task} {episode_line(result)}; {'success' if result.victory else 'failure'}"

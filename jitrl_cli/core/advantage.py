@@ -153,54 +153,87 @@ def estimate_advantages(
     exploration = Exploration(exploration)
     best = QEstimate(q_estimate) is QEstimate.max
     n = len(candidates)
-    keys = [normalize_action(a) for a in candidates]
+    pending, repeated = _visit_marks(n, pending_counts, repeated)
+    q = np.full(n, np.nan)
+    raw = np.zeros(n, dtype=np.float64)
+    bonus = np.zeros(n, dtype=bool)
+    revisited = (exploration is Exploration.ucb and pending.any()) or repeated.any()
+    if n == 0 or not (neighbours or revisited):
+        return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours))
+
+    value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
+    counts, sums, maxima = _count_returns(candidates, neighbours)
+    seen = counts > 0
+    q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
+    raw[seen] = q[seen] - value
+    # unseen candidates start from Q̂ = V̂ (A = 0), or from max(V̂, 0) when optimistic
+    floor = max(0.0, -value) if optimistic else 0.0
+    raw[~seen] = floor
+    if floor > 0:
+        q[~seen] = value + floor
+    n_nb = len(neighbours)
+    if exploration is Exploration.paper and alpha > 0:
+        _paper_bonus(q, raw, bonus, np.flatnonzero(~seen), value, value + floor, alpha, n_nb, bonus_prob, rng)
+    elif exploration is Exploration.ucb and alpha > 0:
+        raw = raw + alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
+        bonus[:] = True
+        q[~seen] = value + raw[~seen]
+    return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb)
+
+
+def _paper_bonus(q: np.ndarray, raw: np.ndarray, bonus: np.ndarray, unseen: np.ndarray, value: float, start: float,
+                 alpha: float, n_nb: int, bonus_prob: float, rng: np.random.Generator | None) -> None:
+    """The paper's exploration bonus, in place: each unseen candidate (indices ``unseen``), with probability λ
+    (one ``rng.random()`` draw per candidate, in order, unless λ ≥ 1 or λ = 0), gets Q̂ = start + α/|N(s)|
+    (``start`` is V̂, or max(V̂, 0) when optimistic) and A = Q̂ − V̂.
+
+    Raises:
+        ValueError: λ > 0 and no rng.
+    """
+    if bonus_prob > 0 and rng is None:
+        raise ValueError("the paper's exploration bonus needs a random generator")
+    for i in unseen:
+        if bonus_prob >= 1.0 or (bonus_prob > 0 and rng.random() < bonus_prob):
+            q[i] = start + alpha / n_nb
+            raw[i] = q[i] - value
+            bonus[i] = True
+
+
+def _normalize(raw: np.ndarray, repeated: np.ndarray) -> np.ndarray:
+    """Ã = A / max|A| over the candidates not ``repeated`` (all zero when that max is 0); repeated ones get −1."""
+    scale = float(np.max(np.abs(raw[~repeated]))) if (~repeated).any() else 0.0
+    normalized = raw / scale if scale > 0 else np.zeros(len(raw))
+    normalized[repeated] = -1.0
+    return normalized
+
+
+def _visit_marks(n: int, pending_counts: Sequence[int] | None,
+                 repeated: Sequence[bool] | None) -> tuple[np.ndarray, np.ndarray]:
+    """m(a) (int64) and the ``repeated`` flags (bool) as arrays of shape (n,), zeros/False when not given.
+
+    Raises:
+        ValueError: if either is given with another length than n.
+    """
+    pending = np.zeros(n, dtype=np.int64) if pending_counts is None else np.asarray(pending_counts, dtype=np.int64)
+    marks = np.zeros(n, dtype=bool) if repeated is None else np.asarray(repeated, dtype=bool)
+    if pending.shape != (n,) or marks.shape != (n,):
+        raise ValueError(f"pending_counts/repeated have shapes {pending.shape}/{marks.shape}, expected ({n},)")
+    return pending, marks
+
+
+def _count_returns(candidates: Sequence[str],
+                   neighbours: Sequence[Neighbour]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate, over the neighbours that took it (actions compared by :func:`normalize_action`):
+    n(a) (int64), the sum of their returns and their best return (−inf where none took it); shape (n,) each."""
+    n = len(candidates)
     counts = np.zeros(n, dtype=np.int64)
     sums = np.zeros(n, dtype=np.float64)
     maxima = np.full(n, -np.inf)
-    raw = np.zeros(n, dtype=np.float64)
-    q = np.full(n, np.nan)
-    bonus = np.zeros(n, dtype=bool)
-    pending = np.zeros(n, dtype=np.int64) if pending_counts is None else np.asarray(pending_counts, dtype=np.int64)
-    repeated = np.zeros(n, dtype=bool) if repeated is None else np.asarray(repeated, dtype=bool)
-    if pending.shape != (n,) or repeated.shape != (n,):
-        raise ValueError(f"pending_counts/repeated have shapes {pending.shape}/{repeated.shape}, expected ({n},)")
-    revisited = (exploration is Exploration.ucb and pending.any()) or repeated.any()
-    if n == 0 or not (neighbours or revisited):
-        return AdvantageEstimate(0.0, q, counts, raw, raw.copy(), bonus, len(neighbours))
-
-    value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
-    index = {key: i for i, key in enumerate(keys)}
+    index = {key: i for i, key in enumerate(normalize_action(a) for a in candidates)}
     for nb in neighbours:
         i = index.get(normalize_action(nb.action))
         if i is not None:
             counts[i] += 1
             sums[i] += nb.ret
             maxima[i] = max(maxima[i], nb.ret)
-    seen = counts > 0
-    q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
-    raw[seen] = q[seen] - value
-
-    n_nb = len(neighbours)
-    # unseen candidates start from Q̂ = V̂ (A = 0), or from max(V̂, 0) when optimistic
-    floor = max(0.0, -value) if optimistic else 0.0
-    raw[~seen] = floor
-    if floor > 0:
-        q[~seen] = value + floor
-    if exploration is Exploration.paper and alpha > 0:
-        if bonus_prob > 0 and rng is None:
-            raise ValueError("the paper's exploration bonus needs a random generator")
-        for i in np.flatnonzero(~seen):
-            if bonus_prob >= 1.0 or (bonus_prob > 0 and rng.random() < bonus_prob):
-                q[i] = value + floor + alpha / n_nb
-                raw[i] = q[i] - value
-                bonus[i] = True
-    elif exploration is Exploration.ucb and alpha > 0:
-        extra = alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
-        raw = raw + extra
-        bonus[:] = True
-        q[~seen] = value + raw[~seen]
-
-    scale = float(np.max(np.abs(raw[~repeated]))) if (~repeated).any() else 0.0
-    normalized = raw / scale if scale > 0 else np.zeros(n)
-    normalized[repeated] = -1.0
-    return AdvantageEstimate(value, q, counts, raw, normalized, bonus, n_nb)
+    return counts, sums, maxima

@@ -1,5 +1,13 @@
 """The JitRL agent loop: environment → state → retrieval → advantage → logit update → action
-→ reward → memory (paper Algorithm 1)."""
+→ reward → memory (paper Algorithm 1).
+
+:meth:`Agent.run_episode` is the episode loop; each step is :meth:`Agent.decide` (observe → state key →
+retrieve → estimate advantages → score the prior → logit update → act) and one ``env.step``; the
+episode's bookkeeping of visited states is a :class:`CycleTracker`; at the episode's end
+:meth:`Agent.assign_credit` turns the rewards into returns (paper §3) and :meth:`Agent.remember` writes
+the steps to memory. The environment keeps the contract of :mod:`adapters.base` and its reward is used
+as given; the death penalty is a reward wrapper (:class:`adapters.wrappers.DeathPenalty`).
+"""
 
 from __future__ import annotations
 
@@ -15,15 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from adapters.base import Environment
+from adapters.wrappers import DeathPenalty, find_wrapper
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.core.config import AgentConfig
-from jitrl_cli.core.advantage import Exploration, Neighbour, QEstimate, estimate_advantages, normalize_action
+from jitrl_cli.core.advantage import AdvantageEstimate, Neighbour, estimate_advantages, normalize_action
 from jitrl_cli.llm.prompt import TranscriptPrompt
 from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
 from jitrl_cli.core.retrieval import retrieve
-from jitrl_cli.core.returns import discounted_returns, novelty_rewards, step_rewards
-from jitrl_cli.llm.scoring import CandidateScorer, Prior
-from jitrl_cli.core.state_key import build_state_key
+from jitrl_cli.core.returns import discounted_returns, novelty_rewards
+from jitrl_cli.llm.scoring import CandidateScorer, Prior, ScoreResult
 from jitrl_cli.core.update import choose_action, log_softmax, posterior_logits
 from memories.embedding import Embedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
@@ -46,7 +54,13 @@ class CandidateView:
 
 @dataclass
 class StepLog:
-    """Everything about one step (one JSONL row of --log-dir)."""
+    """Everything about one step (one JSONL row of --log-dir).
+
+    ``score``/``new_score``: the game score before/after the step. ``reward``: while the episode runs,
+    the reward ``env.step`` gave (shaped by the env's wrappers); once it is over, the reward that entered
+    the returns (LLM and novelty rewards included, :meth:`Agent.assign_credit`), and ``ret`` its return G_t.
+    ``timings``: seconds per stage of the step.
+    """
 
     episode: int
     step: int
@@ -119,6 +133,123 @@ class Observer(Protocol):
     def on_episode_end(self, result: EpisodeResult, logs: list[StepLog]) -> None: ...
 
 
+class CycleTracker:
+    """The running episode's visits: what UCB's pending counts and ``--avoid-cycles`` need.
+
+    A *state* is the world-state hash (else the state key); a *place* is (state, score).
+
+    Attributes:
+        taken: state → normalised action → times it was taken there this episode (not yet in memory).
+        visited: the places seen this episode.
+        closing: place → normalised actions that led from it straight back into a visited place.
+        previous: (place, normalised action) of the last step, None before the first.
+    """
+
+    def __init__(self) -> None:
+        self.taken: defaultdict[str, Counter] = defaultdict(Counter)
+        self.visited: set[tuple] = set()
+        self.closing: defaultdict[tuple, set] = defaultdict(set)
+        self.previous: tuple | None = None
+        self._state: str | None = None
+        self._place: tuple | None = None
+
+    def arrive(self, state: str, score: float | None) -> None:
+        """Enter ``state`` at ``score``; if that place was seen before, the last action closed a cycle."""
+        place = (state, score)
+        if place in self.visited and self.previous is not None:
+            self.closing[self.previous[0]].add(self.previous[1])
+        self.visited.add(place)
+        self._state, self._place = state, place
+
+    def pending_counts(self, candidates: list[str]) -> list[int]:
+        """Length n: times each candidate was taken from the current state earlier this episode."""
+        here = self.taken[self._state]
+        return [here[normalize_action(a)] for a in candidates]
+
+    def repeated(self, candidates: list[str]) -> list[bool]:
+        """Length n: whether each candidate closed a cycle from the current place earlier this episode."""
+        closed = self.closing.get(self._place, ())
+        return [normalize_action(a) in closed for a in candidates]
+
+    def leave(self, action: str) -> None:
+        """Take ``action`` from the current place."""
+        a = normalize_action(action)
+        self.taken[self._state][a] += 1
+        self.previous = (self._place, a)
+
+
+@dataclass
+class EpisodeContext:
+    """What a running episode carries from step to step.
+
+    Attributes:
+        namespace: the memory namespace.
+        rng: the episode's sampler, seeded by (config.seed, episode).
+        use_memory: retrieve from and write to memory (learning on and a store given).
+        backed: stored step id → backed-up return (``--returns backup``; empty otherwise).
+        prompt: the transcript prompt of the episode.
+        cycles: the episode's visits.
+        timings: the setup's seconds (memory refresh/backup, env reset), reported with step 0.
+    """
+
+    namespace: str
+    rng: np.random.Generator
+    use_memory: bool
+    backed: dict[int, float]
+    prompt: TranscriptPrompt
+    cycles: CycleTracker = field(default_factory=CycleTracker)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    """The policy's decision at one step, before the environment answers.
+
+    Attributes:
+        candidates: the n distinct candidate actions C(s).
+        key: the state key embedded (``info["state_key"]``); vector: its embedding, shape (d,).
+        estimate: the advantages Ã(s,a) from the neighbours (paper §4.2, eqs. 4–6), arrays of shape (n,).
+        scored: the LLM prior, ``scored.logprobs`` z of shape (n,) in nats.
+        prior: p = softmax(z / T), shape (n,); posterior: p' = softmax(z / T + β·Ã) (paper eq. 7), shape (n,).
+        chosen: index of the action taken; candidate_tokens: each candidate's scored tokens.
+        timings: seconds per stage (retrieval, scoring, update; env_step and valid_actions added after the step).
+    """
+
+    candidates: list[str]
+    key: str
+    vector: np.ndarray
+    estimate: AdvantageEstimate
+    scored: ScoreResult
+    prior: np.ndarray
+    posterior: np.ndarray
+    chosen: int
+    candidate_tokens: list[list[int]]
+    timings: dict[str, float]
+
+    @property
+    def action(self) -> str:
+        """The chosen candidate."""
+        return self.candidates[self.chosen]
+
+    def views(self) -> list[CandidateView]:
+        """One :class:`CandidateView` per candidate."""
+        est = self.estimate
+        return [
+            CandidateView(
+                action=a,
+                prior_logit=float(self.scored.logprobs[i]),
+                prior=float(self.prior[i]),
+                advantage=float(est.normalized[i]),
+                raw_advantage=float(est.raw[i]),
+                q=None if np.isnan(est.q[i]) else float(est.q[i]),
+                count=int(est.counts[i]),
+                bonus=bool(est.bonus[i]),
+                posterior=float(self.posterior[i]),
+            )
+            for i, a in enumerate(self.candidates)
+        ]
+
+
 class Agent:
     """Plays episodes with the JitRL policy.
 
@@ -155,7 +286,8 @@ class Agent:
         """Play one episode of at most ``config.max_steps`` steps and store it in memory.
 
         Args:
-            env: the environment (reset here).
+            env: the environment (reset here), keeping the contract of :mod:`adapters.base`; it gets
+                this agent's reward wrappers (:meth:`with_reward_wrappers`).
             namespace: memory namespace (the game's name).
             episode: 1-based episode number within this run (seeds the sampler).
             header: first line of the transcript prompt.
@@ -164,12 +296,78 @@ class Agent:
         Returns:
             the episode summary (also written to memory when learning).
         """
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, episode])
-        beta = cfg.effective_beta()
-        use_memory = cfg.learn and self.store is not None
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         t_episode = time.perf_counter()
+        env = self.with_reward_wrappers(env)
+        ctx, obs, info = self.begin_episode(env, namespace, episode, header)
+        logs: list[StepLog] = []
+        records: list[StepRecord] = []
+        rewards: list[float] = []
+        terminated = truncated = False
+        for t in range(self.config.max_steps):  # play: decide, step, log
+            if not info["candidates"]:
+                break
+            decision = self.decide(ctx, obs, info, timings=ctx.timings if t == 0 else {})
+            t0 = time.perf_counter()
+            next_obs, reward, terminated, truncated, next_info = env.step(decision.action)
+            valid_seconds = float(next_info["valid_actions_seconds"])
+            decision.timings["env_step"] = time.perf_counter() - t0 - valid_seconds
+            decision.timings["valid_actions"] = valid_seconds
+            log = self.step_log(episode, t, obs, info, decision, reward, next_info)
+            logs.append(log)
+            records.append(StepRecord(step=t, state_key=decision.key, embedding=decision.vector, action=decision.action,
+                                      reward=0.0, ret=0.0, score=log.new_score, world_hash=info["state_hash"],
+                                      observation=obs))
+            rewards.append(reward)
+            if observer is not None:
+                observer.on_step(log)
+            ctx.prompt.append(decision.candidate_tokens[decision.chosen], next_obs)
+            obs, info = next_obs, next_info
+            if terminated or truncated:
+                break
+        # learn: credit assignment (rewards → returns), then the memory write
+        returns, reflection_seconds = self.assign_credit(ctx, logs, records, rewards, obs, info)
+        episode_id, run_id, params, write_seconds = self.remember(ctx, env, records, logs, info, started)
+        result = self.summarize(
+            episode, episode_id, run_id, namespace, logs, returns, info, died=bool(info["game_over"]) and terminated,
+            seconds=time.perf_counter() - t_episode, write_seconds=write_seconds, params=params,
+            reflection_seconds=reflection_seconds,
+        )
+        if observer is not None:
+            observer.on_episode_end(result, logs)
+        return result
+
+    # -- the episode's parts, in the order the loop calls them ----------------------------------
+    def with_reward_wrappers(self, env: Environment) -> Environment:
+        """``env`` with this agent's reward shaping: :class:`adapters.wrappers.DeathPenalty` of
+        ``config.death_penalty`` (none when it is 0).
+
+        The agent wraps the environment itself because the penalty is a hyper-parameter of its config
+        (recorded with each episode's params) while one environment is shared by the arms of an eval.
+        An ``env`` that already has a :class:`DeathPenalty` is used as it is.
+
+        Raises:
+            ValueError: ``env``'s own :class:`DeathPenalty` has another penalty than the config's.
+        """
+        penalty = float(self.config.death_penalty)
+        existing = find_wrapper(env, DeathPenalty)
+        if existing is not None:
+            if existing.penalty != penalty:
+                raise ValueError(f"the environment's death penalty {existing.penalty:g} is not the config's {penalty:g}")
+            return env
+        return DeathPenalty(env, penalty) if penalty else env
+
+    def begin_episode(self, env: Environment, namespace: str, episode: int, header: str
+                      ) -> tuple[EpisodeContext, str, dict[str, Any]]:
+        """Set up an episode: its sampler, its view of memory (refreshed; the backed-up returns for
+        ``--returns backup``), ``env.reset()`` and the prompt.
+
+        Returns:
+            (the episode's context, the first observation, its ``info``).
+        """
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, episode])
+        use_memory = cfg.learn and self.store is not None
         backed: dict[int, float] = {}
         t0 = time.perf_counter()
         if use_memory:
@@ -180,165 +378,150 @@ class Agent:
         prompt = TranscriptPrompt(self.tokenize, header, max_tokens=max(256, self.n_ctx - 512))
         t0 = time.perf_counter()
         obs, info = env.reset()
-        reset_seconds = time.perf_counter() - t0
+        ctx = EpisodeContext(namespace, rng, use_memory, backed, prompt, timings={"env_reset": time.perf_counter() - t0})
+        if backed:
+            ctx.timings["backup"] = backup_seconds
         prompt.start(obs)
-        initial_score = float(info.get("score", 0.0))
-        logs: list[StepLog] = []
-        records: list[StepRecord] = []
-        scores: list[float] = []
-        taken: defaultdict[str, Counter] = defaultdict(Counter)  # state → actions taken there this episode
-        # cycle avoidance: (state, score) pairs seen this episode, and per pair the actions that led from it
-        # straight back into one of them
-        visited: set[tuple] = set()
-        closing: defaultdict[tuple, set] = defaultdict(set)
-        previous: tuple | None = None  # (state, score) and action of the last step
-        terminated = truncated = False
-        for t in range(cfg.max_steps):
-            candidates = list(dict.fromkeys(info.get("candidates") or []))
-            if not candidates:
-                break
-            timings: dict[str, float] = {}
-            if t == 0:
-                timings["env_reset"] = reset_seconds
-                if backed:
-                    timings["backup"] = backup_seconds
-            # state -> key -> embedding
-            t0 = time.perf_counter()
-            key = info.get("state_key") or build_state_key(info.get("location"), info.get("inventory", []), info.get("score"), obs)
-            vector = self.embedder.embed(key)
-            # retrieval
-            neighbours: list[Neighbour] = []
-            if use_memory:
-                world = info.get("state_hash") if cfg.exact_match else None
-                neighbours = retrieve(self.store, namespace, vector, cfg.k, cfg.min_similarity, world, backed,
-                                      cfg.fill_neighbours)
-            timings["retrieval"] = time.perf_counter() - t0
-            # advantage
-            state = info.get("state_hash") or key
-            here = taken[state]
-            now = (state, info.get("score"))
-            if now in visited and previous is not None:
-                closing[previous[0]].add(previous[1])
-            visited.add(now)
-            est = estimate_advantages(
-                candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=rng,
-                q_estimate=cfg.q_estimate, pending_counts=[here[normalize_action(a)] for a in candidates],
-                repeated=[cfg.avoid_cycles and normalize_action(a) in closing.get(now, ()) for a in candidates],
-                optimistic=cfg.optimistic,
-            )
-            # prior from the LLM
-            cand_tokens = [prompt.candidate_tokens(a) for a in candidates]
-            scored = self.scorer.score(prompt.tokens(), cand_tokens, prior=Prior(cfg.prior))
-            timings["scoring"] = scored.seconds
-            # logit update and action
-            t0 = time.perf_counter()
-            z_post = posterior_logits(scored.logprobs, est.normalized, beta, cfg.temperature)
-            chosen = choose_action(z_post, rng, greedy=cfg.greedy)
-            prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
-            post_p = np.exp(log_softmax(z_post))
-            timings["update"] = time.perf_counter() - t0
-            action = candidates[chosen]
-            here[normalize_action(action)] += 1
-            previous = (now, normalize_action(action))
-            # environment step
-            t0 = time.perf_counter()
-            next_obs, _reward, terminated, truncated, next_info = env.step(action)
-            valid_seconds = float(next_info.get("valid_actions_seconds", 0.0))
-            timings["env_step"] = time.perf_counter() - t0 - valid_seconds
-            timings["valid_actions"] = valid_seconds
-            views = [
-                CandidateView(
-                    action=a,
-                    prior_logit=float(scored.logprobs[i]),
-                    prior=float(prior_p[i]),
-                    advantage=float(est.normalized[i]),
-                    raw_advantage=float(est.raw[i]),
-                    q=None if np.isnan(est.q[i]) else float(est.q[i]),
-                    count=int(est.counts[i]),
-                    bonus=bool(est.bonus[i]),
-                    posterior=float(post_p[i]),
-                )
-                for i, a in enumerate(candidates)
-            ]
-            new_score = float(next_info.get("score", 0.0))
-            log = StepLog(
-                episode=episode, step=t, observation=obs, location=info.get("location"),
-                score=float(info.get("score", 0.0)), max_score=info.get("max_score"), candidates=views,
-                chosen=chosen, action=action, value=est.value, neighbours=est.n_neighbours,
-                reward=new_score - float(info.get("score", 0.0)), new_score=new_score,
-                tokens_evaluated=scored.tokens_evaluated, prompt_tokens_evaluated=scored.prompt_tokens_evaluated,
-                candidate_tokens_evaluated=scored.candidate_tokens_evaluated, timings=timings,
-            )
-            logs.append(log)
-            records.append(
-                StepRecord(step=t, state_key=key, embedding=vector, action=action, reward=0.0, ret=0.0,
-                           score=new_score, world_hash=info.get("state_hash"), observation=obs)
-            )
-            scores.append(new_score)
-            if observer is not None:
-                observer.on_step(log)
-            prompt.append(cand_tokens[chosen], next_obs)
-            obs, info = next_obs, next_info
-            if terminated or truncated:
-                break
-        # rewards and returns (paper §3: G_t = Σ γ^{u−t} r_u; no reward substitution)
-        died = bool(info.get("game_over")) and terminated
-        rewards = step_rewards(scores, initial_score=initial_score, died=died, death_penalty=cfg.death_penalty)
+        return ctx, obs, info
+
+    def decide(self, ctx: EpisodeContext, obs: str, info: dict[str, Any], timings: dict[str, float]) -> Decision:
+        """One step of the policy (paper Algorithm 1, lines 3–8): state key → embedding → retrieval of the
+        k nearest stored steps → advantages Ã(s,a) → LLM prior z → posterior z/T + β·Ã → sampled action.
+
+        Args:
+            ctx: the running episode (its rng, prompt and cycle tracker advance).
+            obs, info: the current observation and ``info`` (:mod:`adapters.base`).
+            timings: the step's timings so far (step 0: the setup's); filled in and returned in the decision.
+        """
+        cfg = self.config
+        candidates = list(dict.fromkeys(info["candidates"]))
+        t0 = time.perf_counter()
+        key = info["state_key"]
+        vector = self.embedder.embed(key)
+        neighbours: list[Neighbour] = []
+        if ctx.use_memory:
+            world = info["state_hash"] if cfg.exact_match else None
+            neighbours = retrieve(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world, ctx.backed,
+                                  cfg.fill_neighbours)
+        timings["retrieval"] = time.perf_counter() - t0
+        ctx.cycles.arrive(info["state_hash"] or key, info["score"])
+        est = estimate_advantages(
+            candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
+            q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
+            repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
+            optimistic=cfg.optimistic,
+        )
+        cand_tokens = [ctx.prompt.candidate_tokens(a) for a in candidates]
+        scored = self.scorer.score(ctx.prompt.tokens(), cand_tokens, prior=Prior(cfg.prior))
+        timings["scoring"] = scored.seconds
+        t0 = time.perf_counter()
+        z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
+        chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)
+        prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
+        post_p = np.exp(log_softmax(z_post))
+        timings["update"] = time.perf_counter() - t0
+        ctx.cycles.leave(candidates[chosen])
+        return Decision(candidates, key, vector, est, scored, prior_p, post_p, chosen, cand_tokens, timings)
+
+    @staticmethod
+    def step_log(episode: int, t: int, obs: str, info: dict[str, Any], decision: Decision, reward: float,
+                 next_info: dict[str, Any]) -> StepLog:
+        """The :class:`StepLog` of step ``t``, with the reward ``env.step`` gave."""
+        scored, est = decision.scored, decision.estimate
+        return StepLog(
+            episode=episode, step=t, observation=obs, location=info["location"], score=float(info["score"]),
+            max_score=info["max_score"], candidates=decision.views(), chosen=decision.chosen, action=decision.action,
+            value=est.value, neighbours=est.n_neighbours, reward=reward, new_score=float(next_info["score"]),
+            tokens_evaluated=scored.tokens_evaluated, prompt_tokens_evaluated=scored.prompt_tokens_evaluated,
+            candidate_tokens_evaluated=scored.candidate_tokens_evaluated, timings=decision.timings,
+        )
+
+    def assign_credit(self, ctx: EpisodeContext, logs: list[StepLog], records: list[StepRecord], env_rewards: list[float],
+                      last_obs: str, last_info: dict[str, Any]) -> tuple[list[float], float]:
+        """Rewards → returns → the steps' records and logs (paper §3: G_t = Σ_{u≥t} γ^{u−t} r_u, no reward substitution).
+
+        r_t is the environment's reward (shaped by its wrappers), replaced by or summed with the LLM
+        evaluator's step reward r^LLM_t ∈ [−1, 1] under ``--step-rewards llm``/``both`` (the evaluator is
+        shown the step's score change), plus the novelty bonus scale/√(1 + n(s_{t+1})) under ``--novelty``
+        (:func:`jitrl_cli.core.returns.novelty_rewards`; kept here, not in a wrapper: see :mod:`adapters.wrappers`).
+        Evaluator and novelty need the memory (learning on).
+
+        Args:
+            ctx: the finished episode.
+            logs, records: the T steps (their ``reward``/``ret`` and the logs' ``llm_reward`` are set here).
+            env_rewards: length T, the rewards ``env.step`` gave (score points).
+            last_obs, last_info: the observation and ``info`` after the last step.
+
+        Returns:
+            (the T returns G_t, seconds the evaluator took).
+        """
+        cfg = self.config
         llm_rewards = None
         t0 = time.perf_counter()
-        if use_memory and StepRewards(cfg.step_rewards) is not StepRewards.env and logs:
-            after = [l.observation for l in logs[1:]] + [obs]
+        if ctx.use_memory and StepRewards(cfg.step_rewards) is not StepRewards.env and logs:
+            after = [log.observation for log in logs[1:]] + [last_obs]
             llm_rewards = self.evaluator.rewards(
-                [Transition(l.observation, l.action, nxt, l.reward) for l, nxt in zip(logs, after)]
+                [Transition(log.observation, log.action, nxt, log.new_score - log.score) for log, nxt in zip(logs, after)]
             )
             for log, r in zip(logs, llm_rewards):
                 log.llm_reward = r
         reflection_seconds = time.perf_counter() - t0
-        rewards = combine(rewards, llm_rewards, cfg.step_rewards)
-        if use_memory and cfg.novelty and records:
-            next_states = [r.world_hash for r in records[1:]] + [info.get("state_hash")]
-            counts = self.store.world_hash_counts(namespace, next_states)
+        rewards = combine(env_rewards, llm_rewards, cfg.step_rewards)
+        if ctx.use_memory and cfg.novelty and records:
+            next_states = [r.world_hash for r in records[1:]] + [last_info["state_hash"]]
+            counts = self.store.world_hash_counts(ctx.namespace, next_states)
             rewards = [r + b for r, b in zip(rewards, novelty_rewards(next_states, counts, cfg.novelty))]
         returns = discounted_returns(rewards, cfg.gamma)
         for rec, log, r, g in zip(records, logs, rewards, returns):
             rec.reward, rec.ret = r, g
             log.reward, log.ret = r, g
-        final_score = scores[-1] if scores else initial_score
+        return returns, reflection_seconds
+
+    def remember(self, ctx: EpisodeContext, env: Environment, records: list[StepRecord], logs: list[StepLog],
+                 last_info: dict[str, Any], started: str) -> tuple[int | None, str, dict[str, Any], float]:
+        """Write the episode to memory (when learning and it has steps).
+
+        Returns:
+            (the stored episode's id or None, the episode's uuid, its params, seconds the write took).
+        """
         run_id = uuid.uuid4().hex
-        params = cfg.to_params()
-        hash_kind = getattr(getattr(env, "state_hash", None), "value", None)  # a Jericho game's world-state key
-        if hash_kind is not None:
-            params["state_hash"] = hash_kind
+        params = self.config.to_params()
+        if env.state_hash_kind is not None:
+            params["state_hash"] = env.state_hash_kind
         episode_id = None
         t0 = time.perf_counter()
-        if use_memory and records:
+        if ctx.use_memory and records:
+            final_score = logs[-1].new_score
             episode_id = self.store.write_episode(
-                EpisodeRecord(uuid=run_id, game=namespace, score=final_score, steps=len(records),
-                              max_score=info.get("max_score"), model=self.model_name, params=params,
+                EpisodeRecord(uuid=run_id, game=ctx.namespace, score=final_score, steps=len(records),
+                              max_score=last_info["max_score"], model=self.model_name, params=params,
                               started_at=started),
                 records,
             )
-        write_seconds = time.perf_counter() - t0
-        step_seconds = [sum(l.timings.values()) for l in logs]
-        keys = sorted({k for l in logs for k in l.timings})
-        result = EpisodeResult(
-            episode=episode, episode_id=episode_id, uuid=run_id, game=namespace, score=final_score,
-            max_score=info.get("max_score"), steps=len(logs), moves=int(info.get("moves", len(logs))),
-            victory=bool(info.get("victory")), died=died, initial_return=returns[0] if returns else 0.0,
-            retrieval_steps=sum(1 for l in logs if l.neighbours > 0),
-            mean_neighbours=statistics.fmean([l.neighbours for l in logs]) if logs else 0.0,
-            tokens_evaluated=sum(l.tokens_evaluated for l in logs),
-            tokens_evaluated_per_step=statistics.fmean([l.tokens_evaluated for l in logs]) if logs else 0.0,
-            prompt_tokens_evaluated=sum(l.prompt_tokens_evaluated for l in logs),
-            candidate_tokens_evaluated=sum(l.candidate_tokens_evaluated for l in logs),
-            seconds=time.perf_counter() - t_episode,
+        return episode_id, run_id, params, time.perf_counter() - t0
+
+    def summarize(self, episode: int, episode_id: int | None, run_id: str, namespace: str, logs: list[StepLog],
+                  returns: list[float], last_info: dict[str, Any], *, died: bool, seconds: float,
+                  write_seconds: float, params: dict[str, Any], reflection_seconds: float) -> EpisodeResult:
+        """The :class:`EpisodeResult` of a finished episode (scores, counts, token and time statistics)."""
+        step_seconds = [sum(log.timings.values()) for log in logs]
+        keys = sorted({k for log in logs for k in log.timings})
+        return EpisodeResult(
+            episode=episode, episode_id=episode_id, uuid=run_id, game=namespace,
+            score=logs[-1].new_score if logs else float(last_info["score"]),
+            max_score=last_info["max_score"], steps=len(logs), moves=int(last_info["moves"]),
+            victory=bool(last_info["victory"]), died=died, initial_return=returns[0] if returns else 0.0,
+            retrieval_steps=sum(1 for log in logs if log.neighbours > 0),
+            mean_neighbours=statistics.fmean([log.neighbours for log in logs]) if logs else 0.0,
+            tokens_evaluated=sum(log.tokens_evaluated for log in logs),
+            tokens_evaluated_per_step=statistics.fmean([log.tokens_evaluated for log in logs]) if logs else 0.0,
+            prompt_tokens_evaluated=sum(log.prompt_tokens_evaluated for log in logs),
+            candidate_tokens_evaluated=sum(log.candidate_tokens_evaluated for log in logs),
+            seconds=seconds,
             seconds_per_step_median=statistics.median(step_seconds) if step_seconds else 0.0,
             seconds_per_step_mean=statistics.fmean(step_seconds) if step_seconds else 0.0,
-            timings_mean={k: statistics.fmean([l.timings.get(k, 0.0) for l in logs]) for k in keys},
+            timings_mean={k: statistics.fmean([log.timings.get(k, 0.0) for log in logs]) for k in keys},
             memory_write_seconds=write_seconds, model=self.model_name, params=params,
             memory_steps=self.store.count_steps(namespace) if self.store is not None else 0,
             reflection_seconds=reflection_seconds,
         )
-        if observer is not None:
-            observer.on_episode_end(result, logs)
-        return result

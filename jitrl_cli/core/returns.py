@@ -2,6 +2,11 @@
 
 The reference implementation of the paper replaces zero future rewards with the
 current step's score; we compute the textbook return instead.
+
+The agent takes each step's reward as ``env.step`` gives it (a game's score change, the death
+penalty added by :class:`adapters.wrappers.DeathPenalty`); :func:`step_rewards` computes the same
+rewards from a list of scores (scripted memories, tests). :func:`novelty_rewards` is added in the
+agent's credit assignment (:meth:`jitrl_cli.core.agent.Agent.assign_credit`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ def step_rewards(
     died: bool = False,
     death_penalty: float = 10.0,
 ) -> list[float]:
-    """Per-step rewards r_t from the game score after each step.
+    """Per-step rewards r_t from the game score after each step: what a game adapter's ``env.step``
+    gives, wrapped in :class:`adapters.wrappers.DeathPenalty` when ``died`` is scored.
 
     Args:
         scores: length-T sequence, the score after step t (t = 0..T-1).
@@ -74,7 +80,9 @@ def novelty_rewards(next_states: Sequence[str | None], stored_counts: dict[str, 
         scale: bonus for a new state (score points); 0 disables the bonus.
 
     Returns:
-        length-T list of bonuses, added to the game rewards before the returns are computed.
+        length-T list of bonuses, added to the step rewards (after the LLM evaluator's, see
+        :meth:`jitrl_cli.core.agent.Agent.assign_credit`) before the returns are computed. Not an
+        environment wrapper: the counts are the agent's memory's (:mod:`adapters.wrappers` says why).
     """
     seen: dict[str, int] = {}
     out = []

@@ -40,7 +40,7 @@ Two priors (:class:`Prior`):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -118,6 +118,60 @@ def child_logprobs(row: np.ndarray, allowed: Sequence[int], prior: Prior) -> lis
     """
     lse = _logsumexp(row) if prior is Prior.sequence else _logsumexp(row[list(allowed)].astype(np.float64))
     return [float(row[t]) - lse for t in allowed]
+
+
+def _allowed_next_tokens(candidates: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
+    """Every proper prefix of the candidates → the distinct next tokens the candidates allow after it,
+    in order of first appearance (the root prefix is ``()``)."""
+    allowed: dict[tuple[int, ...], list[int]] = {}
+    for toks in candidates:
+        for j in range(len(toks)):
+            nxt = allowed.setdefault(tuple(toks[:j]), [])
+            if toks[j] not in nxt:
+                nxt.append(toks[j])
+    return allowed
+
+
+def _build_trie(candidates: Sequence[Sequence[int]], group: Sequence[int]) -> _Node:
+    """The token trie of the candidates with indices ``group``; candidate ``group[k]`` is KV sequence k + 1,
+    recorded on every node below which it continues (its leaf, the last token, records none)."""
+    root = _Node(-1, ())
+    for slot, ci in enumerate(group):
+        seq = slot + 1
+        node = root
+        toks = candidates[ci]
+        for j, tok in enumerate(toks):
+            child = node.children.get(tok)
+            if child is None:
+                child = node.children[tok] = _Node(tok, tuple(toks[: j + 1]))
+            if j < len(toks) - 1:
+                child.seqs.append(seq)
+            node = child
+    return root
+
+
+def _nodes_to_decode(root: _Node, known: dict[tuple[int, ...], dict[int, float]]) -> tuple[list[_Node], set[int]]:
+    """Which internal nodes of a trie to decode, and which of them need a logit row.
+
+    Returns:
+        (nodes, wanted): the internal nodes (with children) in breadth-first order (parents before children)
+        that need a row, because the log-probabilities after their prefix are not ``known`` yet, or lie above
+        such a node; and the ``id()`` of those that need the row.
+    """
+    internal, frontier = [], list(root.children.values())
+    while frontier:
+        nxt_level = []
+        for node in frontier:
+            if node.children:
+                internal.append(node)
+                nxt_level.extend(node.children.values())
+        frontier = nxt_level
+    wanted = {id(nd) for nd in internal if nd.prefix not in known}
+    needed = set(wanted)
+    for nd in reversed(internal):  # children before parents: a node is needed above a needed one
+        if any(id(c) in needed for c in nd.children.values()):
+            needed.add(id(nd))
+    return [nd for nd in internal if id(nd) in needed], wanted
 
 
 class CandidateScorer:
@@ -239,29 +293,13 @@ class CandidateScorer:
             RuntimeError: if llama.cpp fails to decode.
         """
         t0 = time.perf_counter()
-        if any(len(c) == 0 for c in candidates):
-            raise ValueError("empty candidate")
-        longest = max((len(c) for c in candidates), default=0)
-        if len(prompt) + longest > self.model.n_ctx:
-            raise ValueError(f"prompt ({len(prompt)}) + candidate ({longest}) tokens exceed the context {self.model.n_ctx}")
+        self._check_fits(prompt, candidates)
         if prior is Prior.constrained and len(candidates) == 1:  # probability 1: nothing to evaluate
             return ScoreResult(logprobs=np.zeros(1), token_logprobs=[[0.0] * len(candidates[0])],
                                prompt_tokens=len(prompt), candidate_tokens=len(candidates[0]),
                                seconds=time.perf_counter() - t0)
         evaluated, root_row = self._sync_prompt(prompt)
-        P = len(prompt)
-        n = len(candidates)
-        token_lps: list[list[float]] = [[] for _ in range(n)]
-        cand_evaluated = 0
-        rows = 1
-        mem = self.model.memory
-        # prefix → the next tokens the candidates allow after it (over all groups)
-        allowed: dict[tuple[int, ...], list[int]] = {}
-        for toks in candidates:
-            for j in range(len(toks)):
-                nxt = allowed.setdefault(tuple(toks[:j]), [])
-                if toks[j] not in nxt:
-                    nxt.append(toks[j])
+        allowed = _allowed_next_tokens(candidates)
         # prefix → {allowed next token: its log-probability}, read once per prefix (the first group that
         # decodes a prefix shared by several groups reads it for all, so the groups agree exactly)
         known: dict[tuple[int, ...], dict[int, float]] = {}
@@ -272,64 +310,63 @@ class CandidateScorer:
         read((), root_row)
         if prior is Prior.constrained:  # the only allowed next token has probability 1: no row needed
             known.update({pfx: {nxt[0]: 0.0} for pfx, nxt in allowed.items() if len(nxt) == 1})
-        for g0 in range(0, n, self._group):
-            group = list(range(g0, min(n, g0 + self._group)))
-            root = _Node(-1, ())
-            for slot, ci in enumerate(group):
-                seq = slot + 1
-                node = root
-                toks = candidates[ci]
-                for j, tok in enumerate(toks):
-                    child = node.children.get(tok)
-                    if child is None:
-                        child = node.children[tok] = _Node(tok, tuple(toks[: j + 1]))
-                    if j < len(toks) - 1:
-                        child.seqs.append(seq)
-                    node = child
-            # breadth-first list of the internal nodes (parents precede children); those whose logits are not
-            # known yet get a row, and they and their ancestors are decoded
-            internal, frontier = [], list(root.children.values())
-            while frontier:
-                nxt_level = []
-                for node in frontier:
-                    if node.children:
-                        internal.append(node)
-                        nxt_level.extend(node.children.values())
-                frontier = nxt_level
-            wanted = {id(nd) for nd in internal if nd.prefix not in known}
-            needed = set(wanted)
-            for nd in reversed(internal):  # children before parents: a node is needed above a needed one
-                if any(id(c) in needed for c in nd.children.values()):
-                    needed.add(id(nd))
-            internal = [nd for nd in internal if id(nd) in needed]
-            seqs_used = sorted({s for node in internal for s in node.seqs})
-            for s in seqs_used:
-                self._lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
-            try:
-                for start in range(0, len(internal), self.model.n_batch):
-                    chunk = internal[start : start + self.model.n_batch]
-                    self.decode([(nd.token, P + nd.depth - 1, nd.seqs, id(nd) in wanted) for nd in chunk])
-                    for i, nd in enumerate(chunk):
-                        if id(nd) in wanted:
-                            read(nd.prefix, self._row(i))
-                            rows += 1
-                cand_evaluated += len(internal)
-            finally:
-                for s in seqs_used:
-                    self._lib.llama_memory_seq_rm(mem, s, -1, -1)
-        for ci, toks in enumerate(candidates):
-            token_lps[ci] = [known[tuple(toks[:j])][tok] for j, tok in enumerate(toks)]
-        logprobs = np.array([sum(t) for t in token_lps], dtype=np.float64)
+        cand_evaluated, rows = 0, 1
+        for g0 in range(0, len(candidates), self._group):
+            root = _build_trie(candidates, range(g0, min(len(candidates), g0 + self._group)))
+            internal, wanted = _nodes_to_decode(root, known)
+            rows += self._decode_nodes(internal, wanted, len(prompt), read)
+            cand_evaluated += len(internal)
+        token_lps = [[known[tuple(toks[:j])][tok] for j, tok in enumerate(toks)] for toks in candidates]
         return ScoreResult(
-            logprobs=logprobs,
+            logprobs=np.array([sum(t) for t in token_lps], dtype=np.float64),
             token_logprobs=token_lps,
-            prompt_tokens=P,
+            prompt_tokens=len(prompt),
             prompt_tokens_evaluated=evaluated,
             candidate_tokens=sum(len(c) for c in candidates),
             candidate_tokens_evaluated=cand_evaluated,
             logit_rows=rows,
             seconds=time.perf_counter() - t0,
         )
+
+    def _check_fits(self, prompt: Sequence[int], candidates: Sequence[Sequence[int]]) -> None:
+        """Raise ValueError for an empty candidate, or a prompt + longest candidate longer than the context."""
+        if any(len(c) == 0 for c in candidates):
+            raise ValueError("empty candidate")
+        longest = max((len(c) for c in candidates), default=0)
+        if len(prompt) + longest > self.model.n_ctx:
+            raise ValueError(f"prompt ({len(prompt)}) + candidate ({longest}) tokens exceed the context {self.model.n_ctx}")
+
+    def _decode_nodes(self, internal: Sequence[_Node], wanted: set[int], prompt_len: int,
+                      read: Callable[[tuple[int, ...], np.ndarray], None]) -> int:
+        """Decode the trie nodes ``internal`` (parents first) after the cached prompt of ``prompt_len`` tokens.
+
+        Each node is one batch entry at position ``prompt_len + depth − 1`` in the sequences of the candidates
+        through it (copies of sequence 0, removed again afterwards, also on failure); for the nodes in ``wanted``
+        (``id()`` of the node) the logit row is passed to ``read(prefix, row)``.
+
+        Returns:
+            the number of logit rows read.
+
+        Raises:
+            RuntimeError: if llama.cpp fails to decode.
+        """
+        mem = self.model.memory
+        rows = 0
+        seqs_used = sorted({s for node in internal for s in node.seqs})
+        for s in seqs_used:
+            self._lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
+        try:
+            for start in range(0, len(internal), self.model.n_batch):
+                chunk = internal[start : start + self.model.n_batch]
+                self.decode([(nd.token, prompt_len + nd.depth - 1, nd.seqs, id(nd) in wanted) for nd in chunk])
+                for i, nd in enumerate(chunk):
+                    if id(nd) in wanted:
+                        read(nd.prefix, self._row(i))
+                        rows += 1
+        finally:
+            for s in seqs_used:
+                self._lib.llama_memory_seq_rm(mem, s, -1, -1)
+        return rows
 
     def score_sequential(self, prompt: Sequence[int], candidates: Sequence[Sequence[int]]) -> ScoreResult:
         """The naive baseline: each candidate scored alone from an empty KV cache.

@@ -19,12 +19,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
-from memories.embedding import Embedder
+from jitrl_cli.runs.runner import Target, play_episode
+from jitrl_cli.runs.session import open_game_session
+from memories.embedding import Embedder, get_embedder
 from memories.store import MemoryStore
 
 ARMS = {
@@ -68,22 +70,44 @@ def episodes_path(out: Path, run: Run) -> Path:
 def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """The complete episode objects of a run's log; with ``repair`` a torn last line is cut off.
 
+    ``path`` is the plain ``.jsonl`` log; when it is absent, its gzip-compressed copy
+    ``<path>.gz`` (a finished eval directory may be compressed, e.g. in ``bench/results``)
+    is read instead, and with ``repair`` (the log is about to be appended to) first restored
+    to the plain file, so that a resumed run keeps one plain log. No log at all: ``[]``.
+
     Raises:
-        UserError: if a complete line is not JSON (the log was edited by hand).
+        UserError: if a complete line is not JSON (the log was edited by hand), or the
+            compressed log is not gzip.
     """
-    if not path.exists():
+    import gzip
+    import os
+
+    compressed = path.with_name(path.name + ".gz")
+    if path.exists():
+        data = path.read_bytes()
+    elif compressed.exists():
+        try:
+            data = gzip.decompress(compressed.read_bytes())
+        except (OSError, EOFError) as exc:
+            raise UserError(f"{compressed} is not a gzip file ({exc}); remove it or choose another --out") from None
+        if repair:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            compressed.unlink()
+    else:
         return []
-    data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     if repair and len(complete) != len(data):
         path.write_bytes(complete)
+    source = path if path.exists() else compressed
     out = []
     for lineno, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
         if line.strip():
             try:
                 out.append(json.loads(line))
             except ValueError:
-                raise UserError(f"{path} line {lineno} is not JSON; remove it or choose another --out") from None
+                raise UserError(f"{source} line {lineno} is not JSON; remove it or choose another --out") from None
     return out
 
 
@@ -138,8 +162,29 @@ def reconcile_memory(store: MemoryStore, logged: list[dict[str, Any]]) -> int:
         the number of episodes deleted.
     """
     logged_ids = {e["uuid"] for e in logged}
-    extra = [r[0] for r in store.read("SELECT id, uuid FROM episodes") if r[1] not in logged_ids]
+    extra = [i for i, uuid in store.episode_uuids().items() if uuid not in logged_ids]
     return store.delete_episodes(extra) if extra else 0
+
+
+class EvalProgress(Protocol):
+    """How an eval reports its progress (the command layer draws it: :class:`jitrl_cli.commands.view.EvalProgressView`)."""
+
+    def start(self, label: str, total: int) -> None:
+        """Playing begins: ``total`` episodes in all (done or not), under ``label`` (``eval zork1``, ``eval miniwob``)."""
+
+    def advance(self, count: int) -> None:
+        """``count`` episodes were already done (a resumed run, or a suite's finished tasks)."""
+
+    def episode(self, task: str | None, run: Run, number: int, result: EpisodeResult) -> None:
+        """Episode ``number`` of ``run`` ended (``task``: the suite's task, None for a game)."""
+
+    def finish(self) -> None:
+        """Playing is over (every episode played)."""
+
+
+def make_runs(arms: list[str], seed: int, seeds: int) -> list[Run]:
+    """Arms × seeds: every arm with the seeds ``seed``, ``seed + 1``, …, ``seed + seeds − 1``."""
+    return [Run(arm, seed + i) for arm in arms for i in range(seeds)]
 
 
 def run_eval(
@@ -147,15 +192,14 @@ def run_eval(
     out: Path,
     runs: list[Run],
     episodes: int,
-    namespace: str,
+    target: Target,
     header: str,
-    env: Any,
     make_agent: Callable[[AgentConfig, MemoryStore | None], Agent],
     base_config: AgentConfig,
     embedder: Embedder,
-    on_episode: Callable[[Run, EpisodeResult | None, int], None] | None = None,
+    progress: EvalProgress | None = None,
+    task: str | None = None,
     before_episode: Callable[[Run, int], None] | None = None,
-    record_fields: Callable[[Run, EpisodeResult], dict[str, Any]] | None = None,
 ) -> None:
     """Play every missing episode, round-robin over runs (episode 1 of every run, then episode 2, …).
 
@@ -163,18 +207,17 @@ def run_eval(
         out: the eval directory.
         runs: arms × seeds.
         episodes: episodes per run.
-        namespace: the memory namespace (game name).
+        target: the environment (reset at every episode), its memory namespace and the fields its
+            episodes add to their logged objects (:class:`jitrl_cli.runs.runner.Target`).
         header: the prompt header.
-        env: the environment (reset at every episode).
         make_agent: builds an agent for a config and a memory (None for the static arm).
         base_config: the jitrl arm's configuration; arms override fields of it.
         embedder: the memory's embedder.
-        on_episode: called after each episode as ``(run, result, done_in_run)``; with
-            ``result=None`` once per run for the episodes already done (resume).
+        progress: told of the episodes already done (``advance``, once per run) and of each episode played.
+        task: the suite's task (passed on to ``progress``); None for a game.
         before_episode: called as ``(run, episode)`` just before episode ``episode`` (1-based) of
             ``run`` is played, e.g. to choose its problem instance so that every arm sees the same
             problems and a resumed run the same ones as an uninterrupted run.
-        record_fields: extra fields ``(run, result) -> dict`` merged into each logged episode object.
     """
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     agents: dict[Run, Agent] = {}
@@ -191,21 +234,41 @@ def run_eval(
                 reconcile_memory(store, logged)
             agents[run] = make_agent(config, store)
             done[run] = len(logged)
-            if on_episode is not None and logged:
-                on_episode(run, None, len(logged))
+            if progress is not None and logged:
+                progress.advance(len(logged))
         for e in range(1, episodes + 1):
             for run in runs:
                 if done[run] >= e:
                     continue
                 if before_episode is not None:
                     before_episode(run, e)
-                result = agents[run].run_episode(env, namespace, e, header)
-                record = result.to_json() | (record_fields(run, result) if record_fields else {}) | {"arm": run.arm, "seed": run.seed}
+                episode = play_episode(agents[run], target, e, header)
+                record = episode.record | {"arm": run.arm, "seed": run.seed}
                 with open(episodes_path(out, run), "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
                 done[run] = e
-                if on_episode is not None:
-                    on_episode(run, result, e)
+                if progress is not None:
+                    progress.episode(task, run, e, episode.result)
     finally:
         for store in stores:
             store.close()
+
+
+def eval_game(*, rom: Path, out: Path, runs: list[Run], episodes: int, config: AgentConfig, model_path: Path, n_ctx: int,
+              valid_actions_timeout: float, state_hash: str, progress: EvalProgress | None = None) -> None:
+    """Play the missing episodes of a game eval in ``out`` (its ``run.json`` already checked), then close everything.
+
+    ``config`` is the jitrl arm's (its ``max_steps`` opens the game); ``state_hash`` is the game's world-state key.
+    """
+    session = open_game_session(rom, model_path, n_ctx, config.max_steps, valid_actions_timeout, state_hash)
+    embedder = get_embedder()
+    try:
+        if progress is not None:
+            progress.start(f"eval {rom.stem}", len(runs) * episodes)
+        run_eval(out=out, runs=runs, episodes=episodes, target=session.target(), header=session.header,
+                 make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=config,
+                 embedder=embedder, progress=progress)
+        if progress is not None:
+            progress.finish()
+    finally:
+        session.close()

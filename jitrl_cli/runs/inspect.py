@@ -18,7 +18,7 @@ from jitrl_cli.core.advantage import Exploration, QEstimate, estimate_advantages
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.retrieval import as_neighbours, retrieve_steps
-from jitrl_cli.core.state_key import build_state_key
+from adapters.state_key import build_state_key
 from memories.stats import find_episode_ids
 from memories.store import MemoryStore
 
@@ -67,14 +67,10 @@ def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
         raise UserError(f"no episode {episode!r} in memory {store.root} (see `jitrl memory list`)")
     if len(rows) > 1:
         raise UserError(f"episode prefix {episode!r} is ambiguous ({len(rows)} episodes)")
-    found = store.read(
-        "SELECT game, state_key, embedding, world_hash FROM steps WHERE episode_id = ? AND step = ?",
-        (rows[0], int(step)),
-    )
-    if not found:
+    found = store.step_state(rows[0], int(step))
+    if found is None:
         raise UserError(f"episode {episode} has no step {step}")
-    game, key, blob, world_hash = found[0]
-    return InspectedState(game, key, np.frombuffer(blob, dtype=np.float32).copy(), f"step {rows[0]}:{step}", world_hash)
+    return InspectedState(found.game, found.state_key, found.embedding, f"step {rows[0]}:{step}", found.world_hash)
 
 
 @dataclass

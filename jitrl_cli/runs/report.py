@@ -21,8 +21,9 @@ For the ``success`` measure max_score is 1, so normalized = average.
 Every "std" (and every "±" in tables and plots) is the *sample* standard deviation over the seeds,
 sqrt(Σ (x_s − mean)² / (S − 1)) (numpy's ``ddof=1``), an estimate of the spread between seeds rather
 than the spread of the few seeds that ran; with one seed it is 0 and tables show the mean alone.
-:func:`mean_std` and :func:`std_over_seeds` compute it for `jitrl report` and the suite summaries
-(:mod:`jitrl_cli.runs.web_eval`) alike.
+:func:`arm_stats` (with :func:`mean_std` and :func:`std_over_seeds`) computes every statistic of an arm for
+`jitrl report` and the suite summaries (:mod:`jitrl_cli.runs.web_eval`) alike; tables and the ``±`` are
+drawn by the command layer (:mod:`jitrl_cli.commands.view`).
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ from jitrl_cli.runs.evaluation import read_episodes
 def load_runs(out: Path) -> dict[str, dict[int, list[dict[str, Any]]]]:
     """arm → seed → episode objects (in episode order) of an eval directory.
 
+    A log may be plain (``episodes/<arm>-seed<s>.jsonl``) or, in a finished directory,
+    compressed (``.jsonl.gz``); the plain one is read when both exist (see
+    :func:`jitrl_cli.runs.evaluation.read_episodes`).
+
     Raises:
         UserError: if ``out`` holds no episode logs.
     """
-    files = sorted((out / "episodes").glob("*.jsonl"))
+    logs = out / "episodes"
+    names = {p.name.removesuffix(".gz") for pattern in ("*.jsonl", "*.jsonl.gz") for p in logs.glob(pattern)}
+    files = [logs / name for name in sorted(names)]
     arms: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for path in files:
         rows = read_episodes(path)
@@ -83,26 +90,33 @@ def mean_std(values: Any) -> dict[str, float]:
     return {"mean": float(x.mean()), "std": float(std_over_seeds(x))}
 
 
-def plus_minus(d: dict[str, float], seeds: int, digits: int = 1) -> str:
-    """``"12.3±4.5"`` (mean ± sample std over seeds), or the mean alone for one seed."""
-    return f"{d['mean']:.{digits}f}±{d['std']:.{digits}f}" if seeds > 1 else f"{d['mean']:.{digits}f}"
+def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statistics of one arm, the one aggregation behind game summaries and suite summaries.
 
+    Args:
+        x: (S, E) values of the measure, per seed and episode (a suite passes the mean over its tasks).
+        counted: the logged episode objects behind ``x``.
 
-def table_console(renderable: Any = None) -> Any:
-    """A Rich console on stdout for printing ``renderable`` (a table) whole.
-
-    In a terminal it is the usual console. Otherwise (a pipe or a file) it is as wide as the renderable
-    needs, so that no value is cut or wrapped at Rich's default 80 columns.
+    Returns:
+        ``curve_mean``, ``curve_std``, ``average``, ``final``, ``last10``, ``best``, ``auc``, ``mean_score``,
+        ``success_rate`` and ``seconds_per_step_median`` (see the module docstring).
     """
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    console = Console()
-    if console.is_terminal or renderable is None:
-        return console
-    wide = Console(width=100_000)
-    width = Measurement.get(wide, wide.options, renderable).maximum
-    return Console(width=max(80, width))
+    x = np.asarray(x, dtype=float)
+    e = x.shape[1]
+    curve = x.mean(axis=0)
+    last = min(10, e)
+    steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
+    return {
+        "curve_mean": curve.tolist(), "curve_std": std_over_seeds(x).tolist(),
+        "average": mean_std(x.mean(axis=1)),
+        "final": mean_std(x[:, -1]),
+        "last10": mean_std(x[:, -last:].mean(axis=1)),
+        "best": float(x.max()),
+        "auc": float(np.trapezoid(curve) / (e - 1)) if e > 1 else float(curve[0]),
+        "mean_score": float(np.mean([r["score"] for r in counted])),
+        "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
+        "seconds_per_step_median": statistics.median(steps) if steps else None,
+    }
 
 
 def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
@@ -123,27 +137,17 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
     for arm, seeds in runs.items():
         n = min(len(rows) for rows in seeds.values())
         scores = np.array([[episode_value(r, measure) for r in rows[:n]] for rows in seeds.values()], dtype=float)  # (S, E)
-        counted = [r for rows in seeds.values() for r in rows[:n]]
+        stats = arm_stats(scores, [r for rows in seeds.values() for r in rows[:n]])
         max_score = 1.0 if measure == "success" else next(
             (r["max_score"] for rows in seeds.values() for r in rows if r.get("max_score")), None)
-        curve = scores.mean(axis=0)
-        last = min(10, n)
-        auc = float(np.trapezoid(curve) / (n - 1)) if n > 1 else float(curve[0])
-        steps = [r["seconds_per_step_median"] for rows in seeds.values() for r in rows[:n]]
         summary["arms"][arm] = {
             "seeds": sorted(seeds), "episodes": n,
-            "curve_mean": curve.tolist(), "curve_std": std_over_seeds(scores).tolist(),
-            "average": mean_std(scores.mean(axis=1)),
-            "final": mean_std(scores[:, -1]),
-            "last10": mean_std(scores[:, -last:].mean(axis=1)),
-            "best": float(scores.max()),
+            **{k: stats[k] for k in ("curve_mean", "curve_std", "average", "final", "last10", "best")},
             "max_score": max_score,
             "normalized": float(scores.mean() / max_score) if max_score else None,
-            "auc": auc,
-            "auc_normalized": auc / max_score if max_score else None,
-            "seconds_per_step_median": statistics.median(steps) if steps else None,
-            "mean_score": float(np.mean([r["score"] for r in counted])),
-            "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
+            "auc": stats["auc"],
+            "auc_normalized": stats["auc"] / max_score if max_score else None,
+            **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate")},
         }
     return summary
 

@@ -1,7 +1,8 @@
 """Sessions: what a run opens once, the environment(s) and the model that scores their candidate actions.
 
-:class:`GameSession` (a Jericho game) and :class:`WebSession` (a headless Chromium for MiniWoB++/WebArena
-tasks) both hand out agents with ``.agent(embedder, store, config)``.
+:class:`Session` holds the model and its scorer, hands out agents (``.agent(embedder, store, config)``)
+and closes them; :class:`GameSession` (a Jericho game) and :class:`WebSession` (a headless Chromium for
+MiniWoB++/WebArena tasks) add their environments, which they offer as targets (:class:`jitrl_cli.runs.runner.Target`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any
 
 from adapters.browser import Browser
 from adapters.jericho_env import JerichoEnv, check_story_file
+from adapters.miniwob_env import NAMESPACE as MINIWOB_NAMESPACE
 from adapters.miniwob_env import MiniWoBEnv, task_path
-from jitrl_cli.core.agent import Agent
+from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.llm.model import LlamaModel
-from jitrl_cli.paths import find_game, require_game, user_games_dir
 from jitrl_cli.llm.scoring import CandidateScorer
+from jitrl_cli.paths import find_game, require_game, user_games_dir
+from jitrl_cli.runs.games import download_suite
+from jitrl_cli.runs.runner import Target
 from memories.embedding import Embedder
 from memories.store import MemoryStore
 
@@ -36,16 +40,34 @@ def resolve_game(game: str, rom_dir: Path | None, confirm_download: Callable[[st
     if rom is None:
         if confirm_download is not None and sys.stdin.isatty() and "/" not in game and not Path(game).suffix:
             if confirm_download(f"{game} not found. Download the Jericho game suite into {user_games_dir()}?"):
-                from jitrl_cli.runs.games import download_suite
-
                 download_suite(user_games_dir())
         rom = require_game(game, rom_dir)
     check_story_file(rom)
     return rom
 
 
+class Session:
+    """The model (``llm``) and the scorer of its candidate actions, with the prompt ``header`` of the run.
+
+    The base of :class:`GameSession` and :class:`WebSession`, which are dataclasses holding these attributes.
+    """
+
+    llm: LlamaModel
+    scorer: CandidateScorer
+    header: str
+
+    def agent(self, embedder: Embedder, store: MemoryStore | None, config: AgentConfig) -> Agent:
+        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
+        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
+
+    def close(self) -> None:
+        """Close the scorer and the model (in that order)."""
+        self.scorer.close()
+        self.llm.close()
+
+
 @dataclass
-class GameSession:
+class GameSession(Session):
     """An open game environment with the model that scores its candidate actions."""
 
     env: JerichoEnv
@@ -54,15 +76,14 @@ class GameSession:
     title: str
     header: str
 
-    def agent(self, embedder: Embedder, store: MemoryStore | None, config: AgentConfig) -> Agent:
-        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
-        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
+    def target(self) -> Target:
+        """The game as a :class:`~jitrl_cli.runs.runner.Target` (its namespace is the game's name; the session closes it)."""
+        return Target(self.env, self.env.name, self.title)
 
     def close(self) -> None:
         """Close the environment, the scorer and the model (in that order)."""
         self.env.close()
-        self.scorer.close()
-        self.llm.close()
+        super().close()
 
 
 def open_game_session(rom: Path, model_path: Path, n_ctx: int, max_steps: int, valid_actions_timeout: float,
@@ -143,7 +164,7 @@ def miniwob_tasks(names: list[str]) -> list[str]:
 
 
 @dataclass
-class WebSession:
+class WebSession(Session):
     """A headless Chromium with the model that scores the candidate actions of web tasks.
 
     Shared by ``jitrl web`` and ``jitrl eval --suite``: one browser and one model for every
@@ -157,19 +178,21 @@ class WebSession:
     header: str = WEB_HEADER
     own_browser: bool = True
 
-    def agent(self, embedder: Embedder, store: MemoryStore | None, config: AgentConfig) -> Agent:
-        """A JitRL agent scoring with this session's model (``store=None``: no memory)."""
-        return Agent(self.scorer, self.llm.tokenize, embedder, store, config, self.llm.name, self.llm.n_ctx)
-
     def miniwob_env(self, task: str, max_steps: int, seed: int = 0, instances: int = 0) -> MiniWoBEnv:
         """A :class:`adapters.miniwob_env.MiniWoBEnv` for ``task`` in this session's browser (close it after use)."""
         return MiniWoBEnv(task, self.browser, max_steps=max_steps, seed=seed, instances=instances)
 
+    def miniwob_target(self, task: str, max_steps: int, seed: int = 0, instances: int = 0) -> Target:
+        """A MiniWoB ``task`` in this session's browser as a :class:`~jitrl_cli.runs.runner.Target` that owns (and
+        closes) its environment; its episodes carry :func:`episode_fields` (suite ``miniwob``)."""
+        env = self.miniwob_env(task, max_steps, seed, instances)
+        return Target(env, MINIWOB_NAMESPACE, f"miniwob/{task}", owns_env=True, task=task,
+                      fields=lambda result: episode_fields(task, "miniwob", result, env))
+
     def close(self) -> None:
         """Close the scorer, the model and (when owned) the browser."""
         try:
-            self.scorer.close()
-            self.llm.close()
+            super().close()
         finally:
             if self.own_browser:
                 self.browser.close()
@@ -207,7 +230,19 @@ def open_web_session(model_path: Path, n_ctx: int, browser: Browser, own_browser
     return WebSession(browser, llm, scorer, WEB_HEADER, own_browser)
 
 
-def episode_fields(task: str, suite: str, result: Any, env: Any) -> dict[str, Any]:
+def webarena_target(env: Any, name: str) -> Target:
+    """A WebArena environment (:class:`adapters.webarena_env.WebArenaEnv`, closed by its caller) as a
+    :class:`~jitrl_cli.runs.runner.Target`: its episodes carry :func:`episode_fields` (suite ``webarena``),
+    the episode's output directory ``out_dir`` and the evaluator's ``eval_status``."""
+
+    def fields(result: EpisodeResult) -> dict[str, Any]:
+        return episode_fields(name, "webarena", result, env) | {
+            "out_dir": str(env.ep_dir), "eval_status": str(getattr(env.result, "status", ""))}
+
+    return Target(env, env.namespace, f"webarena/{name}", fields=fields, task=name)
+
+
+def episode_fields(task: str, suite: str, result: EpisodeResult, env: Any) -> dict[str, Any]:
     """The web fields added to an episode's JSON object (``jitrl web --json`` and the eval logs).
 
     ``success`` is the episode's ``victory`` (MiniWoB: raw reward > 0), ``blocked_requests`` counts

@@ -9,10 +9,11 @@ Layout of a suite directory ``OUT``::
         summary.json, curve.png    written by :func:`jitrl_cli.runs.report.write_report`
     summary.json, curve.png        the aggregate over tasks (:func:`write_suite_report`)
 
-How it runs: tasks one after another, each with :func:`jitrl_cli.runs.evaluation.run_eval` (round-robin
-over the arms × seeds, resumable: re-running the same command plays only the missing episodes of
-every task; when none is missing the model and browser are not even started). One headless
-Chromium and one model serve every task (:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``).
+How it runs (:func:`eval_suite`; the command draws the progress and prints the aggregate): tasks one
+after another, each with :func:`jitrl_cli.runs.evaluation.run_eval` (round-robin over the arms × seeds,
+resumable: re-running the same command plays only the missing episodes of every task; when none is
+missing the model and browser are not even started). One headless Chromium and one model serve every
+task (:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``).
 Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
 whatever the arm: the problem ``jitrl web --task T --seed s`` plays in its episode e. So arms are
 compared on the same problems, and a resumed run plays the same problems as an uninterrupted one.
@@ -48,16 +49,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
-import sys
+from collections.abc import Collection
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
 from jitrl_cli.errors import UserError, require
-from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, episode_fields, miniwob_tasks, open_web_session, start_browser
+from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.llm.scoring import Prior
+from jitrl_cli.runs.evaluation import (
+    EvalProgress, Run, check_run_file, episodes_path, make_runs, read_episodes, run_eval,
+)
+from jitrl_cli.runs.report import STD_DESCRIPTION, arm_stats, episode_value, load_runs, plot_curves, summarize, write_report
+from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, miniwob_tasks, open_web_session, start_browser
+from memories.embedding import get_embedder
 
 SUITES = ("miniwob",)
 MEASURE = "success"
@@ -94,31 +103,23 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
     return names
 
 
-def web_settings(ctx: Any) -> dict[str, Any]:
+def web_settings(given: Collection[str] | None) -> dict[str, Any]:
     """The learning settings a suite uses where the command line gave none: `jitrl web`'s defaults
     (the paper's, see :data:`jitrl_cli.core.config.WEB_DEFAULTS`) instead of the game commands', and no
-    exact match or cycle avoidance (web pages have no world-state hash)."""
-    from jitrl_cli.core.advantage import Exploration, QEstimate
-    from jitrl_cli.core.config import WEB_DEFAULTS
-    from jitrl_cli.llm.scoring import Prior
+    exact match or cycle avoidance (web pages have no world-state hash).
 
+    ``given``: the names (parameter names) of the options given on the command line; None: every option was given.
+    """
     kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior}
-    out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not option_given(ctx, name)}
+    out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not _given(given, name)}
     for flag in ("exact_match", "avoid_cycles", "optimistic"):
-        if not option_given(ctx, flag):
+        if not _given(given, flag):
             out[flag] = False
     return out
 
 
-def option_given(ctx: Any, name: str) -> bool:
-    """Whether option ``name`` (a parameter name) of the command run in ``ctx`` (a ``typer.Context``) was given.
-
-    Without a context (a direct call) every option counts as given.
-    """
-    if ctx is None:
-        return True
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name != "DEFAULT"
+def _given(given: Collection[str] | None, name: str) -> bool:
+    return given is None or name in given
 
 
 def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms: list[str], seeds: int,
@@ -143,10 +144,10 @@ def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "tasks"} | {"task": task}
 
 
-def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config: Any, out: Path, episodes: int,
-               arms: list[str], seeds: int, model: Path | None, n_ctx: int, force: bool, json_out: bool,
-               ctx: Any = None) -> dict[str, Any]:
-    """Run (or resume) the suite eval into ``out``, write every report and print the aggregate.
+def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config: AgentConfig, out: Path, episodes: int,
+               arms: list[str], seeds: int, model: Path | None, n_ctx: int, force: bool,
+               given: Collection[str] | None = None, progress: EvalProgress | None = None) -> dict[str, Any]:
+    """Run (or resume) the suite eval into ``out`` and write every report; return the aggregate.
 
     Args:
         game, suite, tasks: the raw arguments (checked by :func:`suite_tasks`).
@@ -157,9 +158,9 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         arms: arm names from :func:`jitrl_cli.runs.evaluation.parse_arms`.
         model: ``--model`` (None: the default model); n_ctx: the model's context size.
         force: continue in ``out`` (and its task directories) even if they hold other settings.
-        json_out: print the aggregate summary as JSON (nothing else on stdout); else a table.
-        ctx: the ``typer.Context`` of ``jitrl eval``, to tell a given --max-steps from its default
-            (None: ``config.max_steps`` is used as given).
+        given: the parameter names of the options given on ``jitrl eval``'s command line, to tell a
+            given option from its default (None: every option counts as given, ``config`` is used as it is).
+        progress: told of every episode (see :class:`jitrl_cli.runs.evaluation.EvalProgress`).
 
     Returns:
         the aggregate summary (see the module docstring).
@@ -168,69 +169,44 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         UserError / AdapterError: bad arguments, a run with other settings in ``out``, no
             browser, a bad model (all before any episode is played).
     """
-    from jitrl_cli.runs.evaluation import Run, check_run_file, episodes_path, read_episodes
-    from jitrl_cli.llm.model import resolve_model_path
-
     names = suite_tasks(game, suite, tasks)
     require(config.step_rewards == "env", "--step-rewards llm|both judges text-adventure steps; web suites use env")
     require(config.returns == "mc", "--returns backup needs world-state hashes, which web pages do not have; web suites use mc")
     config = dataclasses.replace(config, death_penalty=0.0,
-                                 max_steps=config.max_steps if option_given(ctx, "max_steps") else MINIWOB_MAX_STEPS)
-    config = dataclasses.replace(config, **web_settings(ctx))
+                                 max_steps=config.max_steps if _given(given, "max_steps") else MINIWOB_MAX_STEPS)
+    config = dataclasses.replace(config, **web_settings(given))
     model_path = resolve_model_path(model)
     params = suite_params(suite, names, config, episodes, arms, seeds, model_path.name)
     check_run_file(out, params, force)
     for name in names:
         check_run_file(out / name, task_params(params, name), force)
-    runs = [Run(arm, config.seed + i) for arm in arms for i in range(seeds)]
+    runs = make_runs(arms, config.seed, seeds)
     pending = [n for n in names if any(len(read_episodes(episodes_path(out / n, r))) < episodes for r in runs)]
     if pending:
-        _play(out, suite, names, pending, runs, episodes, config, model_path, n_ctx, json_out)
-    summary = write_suite_report(out)
-    print_suite_summary(summary, json_out)
-    return summary
+        _play(out, suite, names, pending, runs, episodes, config, model_path, n_ctx, progress)
+    return write_suite_report(out)
 
 
-def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: list[Any], episodes: int, config: Any,
-          model_path: Path, n_ctx: int, json_out: bool) -> None:
-    """Play the missing episodes of the ``pending`` tasks, with a progress bar (stderr, terminals only)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from adapters.miniwob_env import NAMESPACE
-    from jitrl_cli.runs.evaluation import run_eval
-    from memories.embedding import get_embedder
-
-    console = Console(stderr=True)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console, disable=not console.is_terminal)
-    bar = progress.add_task(f"eval {suite}", total=len(names) * len(runs) * episodes)
-    progress.advance(bar, (len(names) - len(pending)) * len(runs) * episodes)  # finished tasks
+def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: list[Run], episodes: int, config: AgentConfig,
+          model_path: Path, n_ctx: int, progress: EvalProgress | None) -> None:
+    """Play the missing episodes of the ``pending`` tasks, one after another, telling ``progress``."""
     session = open_web_session(model_path, n_ctx, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
     embedder = get_embedder()
     try:
-        with progress:
-            for name in pending:
-                env = session.miniwob_env(name, config.max_steps, seed=config.seed)
-
-                def on_episode(run, result, done, name=name):
-                    if result is None:
-                        progress.advance(bar, done)
-                        return
-                    verdict = "success" if result.victory else "failure"
-                    progress.update(bar, advance=1, description=f"eval {suite} · {name} · {run.name} ep {done}: {verdict}")
-                    if not console.is_terminal and not json_out:
-                        print(f"{name} {run.name} episode {done}: reward {result.score:g}, {verdict} in {result.steps} steps",
-                              file=sys.stderr, flush=True)
-
-                try:
-                    run_eval(out=out / name, runs=runs, episodes=episodes, namespace=NAMESPACE, header=session.header,
-                             env=env, make_agent=lambda cfg, store: session.agent(embedder, store, cfg),
-                             base_config=config, embedder=embedder, on_episode=on_episode,
-                             before_episode=lambda run, e, env=env: env.select_instance(run.seed, e - 1),
-                             record_fields=lambda run, result, env=env, name=name: episode_fields(name, suite, result, env))
-                finally:
-                    env.close()
+        if progress is not None:
+            progress.start(f"eval {suite}", len(names) * len(runs) * episodes)
+            progress.advance((len(names) - len(pending)) * len(runs) * episodes)  # finished tasks
+        for name in pending:
+            target = session.miniwob_target(name, config.max_steps, seed=config.seed)
+            try:
+                run_eval(out=out / name, runs=runs, episodes=episodes, target=target, header=session.header,
+                         make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=config,
+                         embedder=embedder, progress=progress, task=name,
+                         before_episode=lambda run, e, env=target.env: env.select_instance(run.seed, e - 1))
+            finally:
+                target.close()
+        if progress is not None:
+            progress.finish()
     finally:
         session.close()
 
@@ -245,9 +221,9 @@ def is_suite_dir(out: Path) -> bool:
 
 
 def _has_logs(task_dir: Path) -> bool:
-    from jitrl_cli.runs.evaluation import read_episodes
-
-    return any(read_episodes(p) for p in sorted((task_dir / "episodes").glob("*.jsonl")))
+    logs = task_dir / "episodes"  # plain logs, or a finished run's compressed ones (read_episodes reads either)
+    return any(read_episodes(logs / p.name.removesuffix(".gz"))
+               for p in sorted([*logs.glob("*.jsonl"), *logs.glob("*.jsonl.gz")]))
 
 
 def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -260,8 +236,6 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     Raises:
         UserError: ``out`` is not a suite directory, or no task has episode logs yet.
     """
-    from jitrl_cli.runs.report import STD_DESCRIPTION, episode_value, load_runs, mean_std, std_over_seeds, summarize
-
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     params = json.loads((out / "run.json").read_text())
     names = list(params["tasks"])
@@ -288,28 +262,15 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
         e = min(len(logs[n][arm][s]) for n in included for s in seeds)
         rows = [[logs[n][arm][s][:e] for s in seeds] for n in included]  # (T, S) lists of E rows
         x = np.array([[[episode_value(r, MEASURE) for r in rs] for rs in per_task] for per_task in rows])  # (T, S, E)
-        y = x.mean(axis=0)  # (S, E): per seed, averaged over tasks
-        curve = y.mean(axis=0)
-        last = min(10, e)
-        counted = [r for per_task in rows for rs in per_task for r in rs]
-        steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
-        summary["arms"][arm] = {
-            "tasks": included, "seeds": seeds, "episodes": e,
-            "curve_mean": curve.tolist(), "curve_std": std_over_seeds(y).tolist(),
-            "average": mean_std(y.mean(axis=1)), "final": mean_std(y[:, -1]),
-            "last10": mean_std(y[:, -last:].mean(axis=1)),
-            "auc": float(np.trapezoid(curve) / (e - 1)) if e > 1 else float(curve[0]),
-            "mean_score": float(np.mean([r["score"] for r in counted])),
-            "success_rate": float(x.mean()),
-            "seconds_per_step_median": statistics.median(steps) if steps else None,
-        }
+        stats = arm_stats(x.mean(axis=0), [r for per_task in rows for rs in per_task for r in rs])  # (S, E): mean over tasks
+        summary["arms"][arm] = {"tasks": included, "seeds": seeds, "episodes": e,
+                                **{k: stats[k] for k in ("curve_mean", "curve_std", "average", "final", "last10", "auc",
+                                                         "mean_score", "success_rate", "seconds_per_step_median")}}
     return summary
 
 
 def plot_suite(summary: dict[str, Any], path: Path) -> Path:
     """Write the aggregate ``curve.png``: per arm, the success rate per episode averaged over tasks (± std over seeds)."""
-    from jitrl_cli.runs.report import plot_curves
-
     title = (f"jitrl eval {summary['suite']}: success rate per episode, mean over {len(summary['tasks'])} tasks"
              " (± sample std over seeds)")
     arms = summary["arms"]
@@ -323,53 +284,9 @@ def write_suite_report(out: Path) -> dict[str, Any]:
     Raises:
         UserError: see :func:`summarize_suite`.
     """
-    from jitrl_cli.runs.report import write_report
-
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     names = json.loads((out / "run.json").read_text())["tasks"]
     summary = summarize_suite(out, {n: write_report(out / n) for n in names if _has_logs(out / n)})
     summary["plot"] = str(plot_suite(summary, out / "curve.png"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def suite_table(summary: dict[str, Any]) -> Any:
-    """A Rich table: one row per task and arm, then the mean over tasks per arm."""
-    from rich.table import Table
-
-    from jitrl_cli.runs.report import plus_minus
-
-    def pm(d: dict[str, float], n: int) -> str:
-        return plus_minus(d, n, digits=2)
-
-    p = summary["params"]
-    table = Table(title=f"{summary['suite']}: {len(p.get('tasks', []))} tasks × {p.get('seeds', '?')} seeds × "
-                        f"{p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps — success rate")
-    for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
-        table.add_column(col, justify="left" if col in ("task", "arm") else "right", overflow="fold")
-    for name, arms in summary["tasks"].items():
-        for arm, s in arms.items():
-            n = len(s["seeds"])
-            table.add_row(name, arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
-                          pm(s["last10"], n), f"{s['mean_score']:+.2f}")
-    for arm, s in summary["arms"].items():
-        n = len(s["seeds"])
-        table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
-                      pm(s["last10"], n), f"{s['mean_score']:+.2f}")
-    missing = f"; not started: {', '.join(summary['tasks_missing'])}" if summary["tasks_missing"] else ""
-    table.caption = ("success rate (raw reward > 0); mean ± sample std over seeds (n − 1); mean = over tasks; "
-                     f"reward = mean raw reward in [−1, 1]{missing}")
-    return table
-
-
-def print_suite_summary(summary: dict[str, Any], json_out: bool) -> None:
-    """Print the aggregate: JSON on stdout, or the table and the plot's path."""
-    if json_out:
-        print(json.dumps(summary))
-        return
-    from jitrl_cli.runs.report import table_console
-
-    table = suite_table(summary)
-    console = table_console(table)
-    console.print(table)
-    console.print(f"plot: {summary['plot']}", markup=False, highlight=False, soft_wrap=True)
