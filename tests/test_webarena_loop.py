@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.test_web_egress import start_outside, start_site, stop_outside, stop_site
+from tests.test_web_egress import browser, outside, start_site, stop_site  # noqa: F401 - shared fixtures
 
 ADMIN = "/admin"
 WA_VARS = ("WA_SHOPPING", "WA_SHOPPING_ADMIN", "WA_REDDIT", "WA_GITLAB", "WA_WIKIPEDIA", "WA_MAP")
@@ -33,22 +33,6 @@ def admin_pages(out: str) -> dict[str, tuple[int, dict[str, str], str]]:
         f"{ADMIN}/customer/index/": page("Customers", "<table><tr><td>Veronica Costello</td></tr></table>"),
         f"{ADMIN}/partner": (302, {"Location": f"{out}/offers"}, ""),  # a redirect off the allow-list
     }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from adapters.browser import Browser
-
-    b = Browser()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def outside():
-    out = start_outside()
-    yield out
-    stop_outside(out)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Layout of an eval directory::
 
     run.json                       the run's parameters (a resumed run must match them)
-    episodes/<arm>-seed<s>.jsonl   one EpisodeResult object per finished episode
+    episodes/<arm>-seed<s>.jsonl   one EpisodeResult object per finished episode (or .jsonl.gz once finished)
     memory/<arm>-seed<s>/          the arm's own memory (fresh at episode 1)
     summary.json, curve.png        written by :mod:`jitrl_cli.runs.report`
 
@@ -15,7 +15,9 @@ deleted, so that memory and log always describe the same episodes.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +81,6 @@ def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         UserError: if a complete line is not JSON (the log was edited by hand), or the
             compressed log is not gzip.
     """
-    import gzip
-    import os
-
     compressed = path.with_name(path.name + ".gz")
     if path.exists():
         data = path.read_bytes()
