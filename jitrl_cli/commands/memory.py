@@ -16,6 +16,16 @@ from rich.table import Table
 
 from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
+from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.backup import ReturnEstimate
+from jitrl_cli.core.validation import check_options
+from jitrl_cli.paths import default_memory_dir
+from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
+from memories.embedding import get_embedder
+from memories.repair import database_problem, rebuild as do_rebuild
+from memories.stats import action_summary, find_episode_ids, game_stats, list_episodes
+from memories.store import IndexDamagedError, MemoryStore, REBUILD_HINT, check_memory_root
+from memories.transfer import export_memory, import_memory, read_export
 
 memory_app = typer.Typer(help="Inspect, export, import, prune and repair the agent's memory.", no_args_is_help=True)
 
@@ -29,8 +39,6 @@ def _root(memory: Optional[Path]) -> Path:
     Raises:
         MemoryStoreError: if it is a file, or cannot be looked into (permission).
     """
-    from jitrl_cli.paths import default_memory_dir
-    from memories.store import check_memory_root
 
     root = Path(memory).expanduser() if memory else default_memory_dir()
     check_memory_root(root)
@@ -38,8 +46,6 @@ def _root(memory: Optional[Path]) -> Path:
 
 
 def _open(memory: Optional[Path], writable: bool = False):
-    from memories.embedding import get_embedder
-    from memories.store import MemoryStore
 
     return MemoryStore(_root(memory), get_embedder(), writable=writable)
 
@@ -120,7 +126,6 @@ def _stats_table(st, store) -> Table:
 @memory_app.command("stats")
 def stats(memory: Optional[Path] = options.MEMORY, game: Optional[str] = GAME_OPTION, json_out: bool = JSON_OPTION) -> None:
     """Per game: episodes, steps, distinct actions and states, returns, best score, disk size, index, embedder."""
-    from memories.stats import game_stats
 
     with _open(memory) as store:
         games = store.games() if game is None and json_out else _games(store, game)  # JSON: an empty memory is []
@@ -156,7 +161,6 @@ def list_(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Stored episodes: id, date, game, score, steps, model and the parameters used."""
-    from memories.stats import list_episodes
 
     if limit < 0:
         raise UserError(f"--limit must be >= 0, got {limit}")
@@ -208,10 +212,6 @@ def inspect(
     """The k nearest stored steps of a state and the Q̂, V̂, A table the agent would compute there.
 
     Without --state or --step: an overview of each game and its best actions."""
-    from jitrl_cli.core.advantage import Exploration, QEstimate
-    from jitrl_cli.core.backup import ReturnEstimate
-    from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
-    from jitrl_cli.core.validation import check_options
 
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")
@@ -241,7 +241,6 @@ def inspect(
 
 
 def _overview(store, game: Optional[str], json_out: bool) -> None:
-    from memories.stats import action_summary, game_stats
 
     games = _games(store, game)
     if json_out:
@@ -298,7 +297,6 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write episodes and steps (with the embedder's name and dimension) to a portable file."""
-    from memories.transfer import export_memory
 
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
@@ -324,9 +322,6 @@ def import_(
 
     A file that holds fewer (or more) episodes or steps than its header says is refused
     unless --partial is given; nothing is written then."""
-    from memories.embedding import get_embedder
-    from memories.store import MemoryStore
-    from memories.transfer import import_memory, read_export
 
     if not path.is_file():
         raise UserError(f"no such file: {path}")
@@ -354,7 +349,6 @@ def _parse_date(text: str) -> datetime:
 
 
 def _selected_episodes(store, game, keep_last, before, episode) -> list[int]:
-    from memories.stats import find_episode_ids, list_episodes
 
     games = _games(store, game)
     rows = [r for g in games for r in list_episodes(store, g)]
@@ -436,8 +430,6 @@ def clear(
 @memory_app.command("rebuild")
 def rebuild(memory: Optional[Path] = options.MEMORY) -> None:
     """Rebuild the hnswlib indexes from the SQLite rows; salvage whole episodes from a damaged database."""
-    from memories.embedding import get_embedder
-    from memories.repair import rebuild as do_rebuild
 
     console = Console(stderr=True)
     with _progress(console) as progress:
@@ -472,8 +464,6 @@ def _salvage_summary(report) -> str:
 @memory_app.command("check")
 def check(memory: Optional[Path] = options.MEMORY, json_out: bool = JSON_OPTION) -> None:
     """Verify the database (SQLite quick_check) and that every index agrees with the rows; exit 1 on problems."""
-    from memories.repair import database_problem
-    from memories.store import REBUILD_HINT, IndexDamagedError, check_memory_root
 
     root = _root(memory)
     problem = database_problem(root / "memory.sqlite") if check_memory_root(root) else None
