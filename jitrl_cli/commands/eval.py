@@ -14,6 +14,7 @@ from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.model import resolve_model_path
 from jitrl_cli.runs.evaluation import check_out_dir, check_run_file, eval_game, make_runs, parse_arms
+from jitrl_cli.runs.game_suite import eval_games, is_games_dir, write_games_report
 from jitrl_cli.runs.report import write_report
 from jitrl_cli.runs.session import resolve_game
 from jitrl_cli.runs.web_eval import eval_suite, is_suite_dir, write_suite_report
@@ -22,7 +23,8 @@ from jitrl_cli.runs.web_eval import eval_suite, is_suite_dir, write_suite_report
 @options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0).")})
 def eval_(
     ctx: typer.Context,
-    game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite."),
+    game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite or --games."),
+    games: Optional[str] = typer.Option(None, "--games", help="Comma list of games (or all: every game found), evaluated one after another into OUT/<game>/, with an aggregate."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Web suite instead of a game: miniwob (with --tasks; --max-steps then defaults to 10)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MiniWoB++ tasks for --suite miniwob, evaluated one after another."),
     episodes: int = typer.Option(50, "--episodes", "-n", help="Episodes per arm and seed."),
@@ -42,6 +44,8 @@ def eval_(
 ) -> None:
     """Run arms × seeds × episodes on fresh memories (resumable), then write summary.json and curve.png.
 
+    With --games A,B (or all), each game gets its own eval directory OUT/<game>/ and OUT/ the aggregate.
+
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     arm_names = parse_arms(arms)
@@ -49,8 +53,22 @@ def eval_(
     check_out_dir(out)
     config = AgentConfig.from_options(**policy, learn=True, max_steps=max_steps, seed=seed)
     given = given_options(ctx)
+    if games is not None:
+        if game is not None:
+            raise UserError(f"give either GAME ({game}) or --games, not both")
+        if suite is not None or tasks is not None:
+            raise UserError("--games and --suite/--tasks are exclusive: give one of them")
     with EvalProgressView(json_out) as progress:
-        if game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
+        if games is not None:
+            check_options(state_hash=state_hash)
+            model_path = resolve_model_path(model)
+            params = {"episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds, "seed": seed,
+                      "model": model_path.name, **policy, "state_hash": state_hash}
+            summary = eval_games(games=games, rom_dir=rom_dir, params=params, config=config, out=out, episodes=episodes,
+                                 arms=arm_names, seeds=seeds, model_path=model_path, n_ctx=n_ctx,
+                                 valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, force=force,
+                                 progress=progress)
+        elif game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
             if state_hash != options.STATE_HASH.default and "state_hash" in given:
                 raise UserError("--state-hash applies to games only (web pages have no world state)")
             summary = eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes, arms=arm_names,
@@ -82,4 +100,10 @@ def report(
     """Re-render summary.json, the table and curve.png from an eval directory's episode logs."""
     if not out.is_dir():
         raise UserError(f"no eval directory {out}")
-    print_summary(write_suite_report(out) if is_suite_dir(out) else write_report(out), json_out)
+    if is_suite_dir(out):
+        summary = write_suite_report(out)
+    elif is_games_dir(out):
+        summary = write_games_report(out)
+    else:
+        summary = write_report(out)
+    print_summary(summary, json_out)

@@ -328,12 +328,39 @@ def suite_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def games_table(summary: dict[str, Any]) -> Table:
+    """A games eval's aggregate (:mod:`jitrl_cli.runs.game_suite`): per game and arm the scores, then the normalized
+    means over games per arm, then the games that failed (with their reason)."""
+    p = summary["params"]
+    table = Table(title=f"{len(p.get('games', []))} games × {p.get('seeds', '?')} seeds × {p.get('episodes', '?')} episodes"
+                        f" × {p.get('max_steps', '?')} steps — score")
+    for col in ("game", "arm", "eps", "average", "final", "last 10", "norm last 10"):
+        table.add_column(col, justify="left" if col in ("game", "arm") else "right", overflow="fold")
+    for name, arms in summary["games"].items():
+        for arm, s in arms.items():
+            n = len(s["seeds"])
+            norm = s.get("last10_normalized")
+            table.add_row(name, arm, str(s["episodes"]), plus_minus(s["average"], n), plus_minus(s["final"], n),
+                          plus_minus(s["last10"], n), "–" if norm is None else plus_minus(norm, n, digits=3))
+    for arm, s in summary["arms"].items():
+        n = len(s["seeds"])
+        table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), plus_minus(s["average"], n, digits=3),
+                      plus_minus(s["final"], n, digits=3), plus_minus(s["last10"], n, digits=3),
+                      plus_minus(s["last10"], n, digits=3))
+    for name, reason in summary.get("failed", {}).items():
+        table.add_row(name, "[red]failed[/red]", "", Text(reason, style="red"), "", "", "")
+    missing = f"; not started: {', '.join(summary['games_missing'])}" if summary.get("games_missing") else ""
+    table.caption = ("score mean ± sample std over seeds (n − 1); norm = / max score; mean rows = normalized score "
+                     f"(score / max score) averaged over games{missing}")
+    return table
+
+
 def print_summary(summary: dict[str, Any], json_out: bool) -> None:
     """Print an eval's summary: JSON on stdout, or its table (a suite's or a game's arms) and the plot's path."""
     if json_out:
         print(json.dumps(summary))
         return
-    table = suite_table(summary) if "tasks" in summary else arms_table(summary)
+    table = suite_table(summary) if "tasks" in summary else games_table(summary) if "games" in summary else arms_table(summary)
     console = table_console(table)
     console.print(table)
     console.print(f"plot: {summary['plot']}", markup=False, highlight=False, soft_wrap=True)

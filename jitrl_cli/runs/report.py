@@ -22,7 +22,8 @@ Every "std" (and every "±" in tables and plots) is the *sample* standard deviat
 sqrt(Σ (x_s − mean)² / (S − 1)) (numpy's ``ddof=1``), an estimate of the spread between seeds rather
 than the spread of the few seeds that ran; with one seed it is 0 and tables show the mean alone.
 :func:`arm_stats` (with :func:`mean_std` and :func:`std_over_seeds`) computes every statistic of an arm for
-`jitrl report` and the suite summaries (:mod:`jitrl_cli.runs.web_eval`) alike; tables and the ``±`` are
+`jitrl report` and the suite summaries (:mod:`jitrl_cli.runs.web_eval`) alike, and :func:`aggregate_arm`
+its mean over several games (:mod:`jitrl_cli.runs.game_suite`); tables and the ``±`` are
 drawn by the command layer (:mod:`jitrl_cli.commands.view`).
 """
 
@@ -117,6 +118,29 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
         "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
         "seconds_per_step_median": statistics.median(steps) if steps else None,
     }
+
+
+def aggregate_arm(groups: dict[str, dict[int, list[dict[str, Any]]]], value: Any) -> dict[str, Any] | None:
+    """One arm's statistics over several groups (a suite's tasks or games): the mean over groups per seed and episode.
+
+    Args:
+        groups: group name → seed → the arm's logged episode objects in episode order (only groups the arm ran).
+        value: ``value(group, row)`` → the measure of one episode object of that group.
+
+    Returns:
+        None when no seed ran in every group; else ``groups`` (names), ``seeds`` (those in every group),
+        ``episodes`` (E, the fewest any group and seed finished) and :func:`arm_stats` of y[s, e] = mean over
+        groups of value(x[g, s, e]).
+    """
+    names = list(groups)
+    seeds = sorted(set.intersection(*(set(groups[n]) for n in names))) if names else []
+    if not seeds:
+        return None
+    e = min(len(groups[n][s]) for n in names for s in seeds)
+    rows = {n: [groups[n][s][:e] for s in seeds] for n in names}  # group → S lists of E rows
+    x = np.array([[[value(n, r) for r in rs] for rs in rows[n]] for n in names], dtype=float)  # (G, S, E)
+    stats = arm_stats(x.mean(axis=0), [r for n in names for rs in rows[n] for r in rs])
+    return {"groups": names, "seeds": seeds, "episodes": e, **stats}
 
 
 def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:

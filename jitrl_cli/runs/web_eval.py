@@ -54,7 +54,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from jitrl_cli.core.advantage import Exploration, QEstimate
 from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
@@ -64,7 +63,7 @@ from jitrl_cli.llm.scoring import Prior
 from jitrl_cli.runs.evaluation import (
     EvalProgress, Run, check_run_file, episodes_path, make_runs, read_episodes, run_eval,
 )
-from jitrl_cli.runs.report import STD_DESCRIPTION, arm_stats, episode_value, load_runs, plot_curves, summarize, write_report
+from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, episode_value, load_runs, plot_curves, summarize, write_report
 from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, miniwob_tasks, open_web_session, start_browser
 from memories.embedding import get_embedder
 
@@ -255,17 +254,12 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
         "arms": {},
     }
     for arm in arm_names:
-        included = [n for n in logs if arm in logs[n]]
-        seeds = sorted(set.intersection(*(set(logs[n][arm]) for n in included)))
-        if not seeds:
+        agg = aggregate_arm({n: logs[n][arm] for n in logs if arm in logs[n]}, lambda _task, row: episode_value(row, MEASURE))
+        if agg is None:
             continue
-        e = min(len(logs[n][arm][s]) for n in included for s in seeds)
-        rows = [[logs[n][arm][s][:e] for s in seeds] for n in included]  # (T, S) lists of E rows
-        x = np.array([[[episode_value(r, MEASURE) for r in rs] for rs in per_task] for per_task in rows])  # (T, S, E)
-        stats = arm_stats(x.mean(axis=0), [r for per_task in rows for rs in per_task for r in rs])  # (S, E): mean over tasks
-        summary["arms"][arm] = {"tasks": included, "seeds": seeds, "episodes": e,
-                                **{k: stats[k] for k in ("curve_mean", "curve_std", "average", "final", "last10", "auc",
-                                                         "mean_score", "success_rate", "seconds_per_step_median")}}
+        summary["arms"][arm] = {"tasks": agg["groups"], "seeds": agg["seeds"], "episodes": agg["episodes"],
+                                **{k: agg[k] for k in ("curve_mean", "curve_std", "average", "final", "last10", "auc",
+                                                       "mean_score", "success_rate", "seconds_per_step_median")}}
     return summary
 
 
