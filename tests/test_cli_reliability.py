@@ -213,3 +213,9 @@ def test_live_view_legend_and_step_bar(tmp_path):
     # the last frame's step bar shows the last episode's steps, not a reset 0/2
     bars = re.findall(r"steps\s+\S+\s+(\d+)/(\d+)", text)
     assert bars and bars[-1] == ("2", "2"), bars[-3:]
+
+
+def test_table_titles_count_in_the_singular_for_one():
+    from jitrl_cli.commands.view import _count
+
+    assert [_count(1, "seed"), _count(3, "seed"), _count(None, "seed")] == ["1 seed", "3 seeds", "? seeds"]

@@ -29,6 +29,11 @@ LEGEND = ("A = advantage Ã from memory · n = neighbours that took the action �
           "* = exploration bonus (no neighbour took it)")
 
 
+def _count(n: object, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``, ``"? seeds"`` (n None: not recorded)."""
+    return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"
+
+
 def candidates_table(log: StepLog) -> Table:
     """Candidates sorted by posterior: prior p, advantage Ã, posterior p', the chosen one highlighted."""
     table = Table(expand=True, show_edge=False, pad_edge=False)
@@ -309,8 +314,8 @@ def suite_table(summary: dict[str, Any]) -> Table:
         return plus_minus(d, n, digits=2)
 
     p = summary["params"]
-    table = Table(title=f"{summary['suite']}: {len(p.get('tasks', []))} tasks × {p.get('seeds', '?')} seeds × "
-                        f"{p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps — success rate")
+    table = Table(title=f"{summary['suite']}: {_count(len(p.get('tasks', [])), 'task')} × {_count(p.get('seeds'), 'seed')} × "
+                        f"{_count(p.get('episodes'), 'episode')} × {_count(p.get('max_steps'), 'step')} — success rate")
     for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
         table.add_column(col, justify="left" if col in ("task", "arm") else "right", overflow="fold")
     for name, arms in summary["tasks"].items():
@@ -332,8 +337,8 @@ def games_table(summary: dict[str, Any]) -> Table:
     """A games eval's aggregate (:mod:`jitrl_cli.runs.game_suite`): per game and arm the scores, then the normalized
     means over games per arm, then the games that failed (with their reason)."""
     p = summary["params"]
-    table = Table(title=f"{len(p.get('games', []))} games × {p.get('seeds', '?')} seeds × {p.get('episodes', '?')} episodes"
-                        f" × {p.get('max_steps', '?')} steps — score")
+    table = Table(title=f"{_count(len(p.get('games', [])), 'game')} × {_count(p.get('seeds'), 'seed')} × "
+                        f"{_count(p.get('episodes'), 'episode')} × {_count(p.get('max_steps'), 'step')} — score")
     for col in ("game", "arm", "eps", "average", "final", "last 10", "norm last 10"):
         table.add_column(col, justify="left" if col in ("game", "arm") else "right", overflow="fold")
     for name, arms in summary["games"].items():
