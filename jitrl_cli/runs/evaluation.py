@@ -110,6 +110,23 @@ def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     return out
 
 
+
+def has_logs(eval_dir: Path) -> bool:
+    """Whether ``eval_dir/episodes`` holds a logged episode: plain logs, or a finished run's compressed ones."""
+    logs = eval_dir / "episodes"
+    return any(read_episodes(logs / p.name.removesuffix(".gz"))
+               for p in sorted([*logs.glob("*.jsonl"), *logs.glob("*.jsonl.gz")]))
+
+
+def run_lists(out: Path, key: str) -> bool:
+    """Whether ``out/run.json`` exists and has ``key`` (``tasks``: a suite eval, ``games``: a games eval)."""
+    path = out / "run.json"
+    try:
+        return path.is_file() and key in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 # Settings added after runs were started: a run.json without them ran with this value.
 ADDED_SETTINGS = {"returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "prior": "sequence",
                   "state_hash": "jericho"}

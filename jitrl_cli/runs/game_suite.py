@@ -43,8 +43,10 @@ from adapters.jericho_env import check_story_file
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError, require
 from jitrl_cli.paths import list_games, require_game
-from jitrl_cli.runs.evaluation import EvalProgress, check_run_file, episodes_path, eval_game, make_runs, read_episodes
-from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, load_runs, plot_curves, write_report
+from jitrl_cli.runs.evaluation import (
+    EvalProgress, check_run_file, episodes_path, eval_game, has_logs, make_runs, read_episodes, run_lists,
+)
+from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, load_runs, plot_curves, save_report, write_report
 
 MEASURE = "normalized score"
 MEASURE_DESCRIPTION = ("normalized score: the episode's score / the game's max score, per episode, "
@@ -142,17 +144,8 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
 
 def is_games_dir(out: Path) -> bool:
     """Whether ``out`` was written by ``jitrl eval --games`` (its run.json lists ``games``)."""
-    path = out / "run.json"
-    try:
-        return path.is_file() and "games" in json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
+    return run_lists(out, "games")
 
-
-def _has_logs(game_dir: Path) -> bool:
-    logs = game_dir / "episodes"
-    return any(read_episodes(logs / p.name.removesuffix(".gz"))
-               for p in sorted([*logs.glob("*.jsonl"), *logs.glob("*.jsonl.gz")]))
 
 
 def _max_score(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> float | None:
@@ -216,15 +209,9 @@ def write_games_report(out: Path) -> dict[str, Any]:
     """
     require(is_games_dir(out), f"{out} is not a games eval directory (no run.json with games)")
     names = json.loads((out / "run.json").read_text())["games"]
-    summaries = {n: write_report(out / n) for n in names if _has_logs(out / n)}
+    summaries = {n: write_report(out / n) for n in names if has_logs(out / n)}
     if not summaries:
         failed = _read_failed(out)
         why = f" (failed: {'; '.join(f'{k}: {v}' for k, v in failed.items())})" if failed else ""
         raise UserError(f"no episode logs in {out}/<game>/episodes{why}")
-    summary = summarize_games(out, summaries)
-    try:
-        summary["plot"] = str(plot_games(summary, out / "curve.png"))
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    except OSError as exc:
-        raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
-    return summary
+    return save_report(summarize_games(out, summaries), out, plot_games)

@@ -254,9 +254,17 @@ def write_report(out: Path) -> dict[str, Any]:
     Raises:
         UserError: no episode logs, or ``out`` is not writable.
     """
-    summary = summarize(out)
+    return save_report(summarize(out), out, plot)
+
+
+def save_report(summary: dict[str, Any], out: Path, plot_fn: Any) -> dict[str, Any]:
+    """Write ``plot_fn(summary, out / "curve.png")`` and ``out/summary.json`` (with the plot's path); return the summary.
+
+    Raises:
+        UserError: ``out`` is not writable.
+    """
     try:
-        summary["plot"] = str(plot(summary, out / "curve.png"))
+        summary["plot"] = str(plot_fn(summary, out / "curve.png"))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as exc:
         raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}") from None

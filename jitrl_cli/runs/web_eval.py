@@ -61,9 +61,11 @@ from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.model import resolve_model_path
 from jitrl_cli.llm.scoring import Prior
 from jitrl_cli.runs.evaluation import (
-    EvalProgress, Run, check_run_file, episodes_path, make_runs, read_episodes, run_eval,
+    EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_eval, run_lists,
 )
-from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, episode_value, load_runs, plot_curves, summarize, write_report
+from jitrl_cli.runs.report import (
+    STD_DESCRIPTION, aggregate_arm, episode_value, load_runs, plot_curves, save_report, summarize, write_report,
+)
 from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, miniwob_tasks, open_web_session, start_browser
 from memories.embedding import get_embedder
 
@@ -212,17 +214,8 @@ def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: lis
 
 def is_suite_dir(out: Path) -> bool:
     """Whether ``out`` was written by ``jitrl eval --suite`` (its run.json lists ``tasks``)."""
-    path = out / "run.json"
-    try:
-        return path.is_file() and "tasks" in json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
+    return run_lists(out, "tasks")
 
-
-def _has_logs(task_dir: Path) -> bool:
-    logs = task_dir / "episodes"  # plain logs, or a finished run's compressed ones (read_episodes reads either)
-    return any(read_episodes(logs / p.name.removesuffix(".gz"))
-               for p in sorted([*logs.glob("*.jsonl"), *logs.glob("*.jsonl.gz")]))
 
 
 def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -239,7 +232,7 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     params = json.loads((out / "run.json").read_text())
     names = list(params["tasks"])
     if task_summaries is None:
-        task_summaries = {n: summarize(out / n, MEASURE) for n in names if _has_logs(out / n)}
+        task_summaries = {n: summarize(out / n, MEASURE) for n in names if has_logs(out / n)}
     if not task_summaries:
         raise UserError(f"no episode logs in {out}/<task>/episodes; run `jitrl eval --suite ... --out {out}` first")
     logs = {n: load_runs(out / n) for n in task_summaries}  # task → arm → seed → rows
@@ -280,7 +273,5 @@ def write_suite_report(out: Path) -> dict[str, Any]:
     """
     require(is_suite_dir(out), f"{out} is not a suite eval directory (no run.json with tasks)")
     names = json.loads((out / "run.json").read_text())["tasks"]
-    summary = summarize_suite(out, {n: write_report(out / n) for n in names if _has_logs(out / n)})
-    summary["plot"] = str(plot_suite(summary, out / "curve.png"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    summaries = {n: write_report(out / n) for n in names if has_logs(out / n)}
+    return save_report(summarize_suite(out, summaries), out, plot_suite)
