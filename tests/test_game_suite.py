@@ -63,7 +63,8 @@ def test_games_eval_killed_resumed_and_reported(tmp_path):
         logs = _logs(d)
         assert set(logs) == {"jitrl-seed0", "static-seed0"}
         for name, rows in logs.items():
-            assert [r["episode"] for r in rows] == [1, 2] and all(r["steps"] == 5 for r in rows)
+            assert [r["episode"] for r in rows] == [1, 2]
+            assert all(r["steps"] == 5 or (r["steps"] < 5 and (r["died"] or r["victory"])) for r in rows), rows  # 5 steps unless the game ended
             if game == "zork1":
                 assert rows[: len(partial.get(name, []))] == partial.get(name, [])  # finished episodes kept
         gs = json.loads((d / "summary.json").read_text())
