@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,21 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
         [sys.executable, "-m", "jitrl_cli", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+def kill_when_logged(args: list[str], log: Path, timeout: float = 300) -> None:
+    """Start the real `jitrl ARGS` and SIGKILL its whole process group as soon as ``log`` holds one complete line
+    (an episode logged, the next one under way): an eval interrupted at the worst moment.
+
+    Raises:
+        AssertionError: the process exited before logging (its stderr is the message).
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+

@@ -1,10 +1,6 @@
 """`jitrl eval` / `jitrl report`: a real tiny run, interrupted and resumed; the summary's arithmetic."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +10,7 @@ from jitrl_cli.runs.evaluation import reconcile_memory
 from jitrl_cli.runs.report import summarize
 from memories.embedding import HashedNgramEmbedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_when_logged, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -32,15 +28,7 @@ def _logs(out):
 def test_tiny_eval_is_resumable_and_writes_summary_and_png(tmp_path):
     out = tmp_path / "eval"
     # start, and kill the whole process group as soon as the first episode is logged
-    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *_eval_args(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    log = out / "episodes" / "jitrl-seed0.jsonl"
-    deadline = time.monotonic() + 300
-    while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when_logged([*_eval_args(out)], out / "episodes" / "jitrl-seed0.jsonl")
     partial = _logs(out)
     assert 1 <= sum(len(v) for v in partial.values()) < 4 and not (out / "summary.json").exists()
 

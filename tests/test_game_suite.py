@@ -2,16 +2,12 @@
 killed and resumed; the aggregate's arithmetic; a failing game is reported, not fatal; one-line errors."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import kill_when_logged, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GAMES = ["zork1", "detective"]
@@ -34,15 +30,7 @@ def test_games_eval_killed_resumed_and_reported(tmp_path):
     bad.write_bytes(b"not a story file" * 64)  # a game that fails: reported, the others still run
     games = ",".join([*GAMES, str(bad)])
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *_args(out, games)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    log = out / "zork1" / "episodes" / "jitrl-seed0.jsonl"
-    deadline = time.monotonic() + 300
-    while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.005)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when_logged([*_args(out, games)], out / "zork1" / "episodes" / "jitrl-seed0.jsonl")
     partial = _logs(out / "zork1")
     assert 1 <= sum(len(v) for v in partial.values()) < 4 and not (out / "summary.json").exists()
     assert not (out / "detective" / "episodes").exists()
