@@ -18,7 +18,7 @@ from jitrl_cli.commands.web import web
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.validation import check_options, install_option_checks
 from jitrl_cli.errors import UserError
-from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import default_memory_dir, game_dirs, list_games, user_games_dir
 from jitrl_cli.runs.games import download_suite
 from jitrl_cli.runs.runner import run_episodes
@@ -56,32 +56,32 @@ def _root(
 
 @app.command()
 @options.with_policy_options(options.GAME_POLICY)
+@options.with_backend_options
 def play(
     game: str = typer.Argument(..., help="Game name (e.g. zork1) or path to a story file (.z5/.z8/...)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes to play."),
     max_steps: int = typer.Option(50, "--max-steps", help="Steps per episode."),
-    model: Optional[Path] = options.MODEL,
     memory: Optional[Path] = options.MEMORY,
     rom_dir: Optional[Path] = options.ROM_DIR,
     policy: Optional[dict] = None,  # the learning options of options.GAME_POLICY
+    backend: Optional[dict] = None,  # the model options of options.BACKEND
     state_hash: str = options.STATE_HASH,
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler."),
     no_learn: bool = options.NO_LEARN,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
     log_dir: Optional[Path] = options.LOG_DIR,
-    n_ctx: int = options.N_CTX,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    check_options(episodes=episodes, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
+    check_options(episodes=episodes, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
     config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
     rom = resolve_game(game, rom_dir, None if json_out else typer.confirm)
-    model_path = resolve_model_path(model)
+    model = Backend.from_options(**backend)
     logger = StepLogger(log_dir) if log_dir else None  # before the memory: a bad --log-dir creates nothing
     embedder = get_embedder()
     store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
     try:
-        session = open_game_session(rom, model_path, n_ctx, max_steps, valid_actions_timeout, state_hash)
+        session = open_game_session(rom, model, max_steps, valid_actions_timeout, state_hash)
     except BaseException:
         if store is not None:
             store.close()

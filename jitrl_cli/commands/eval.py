@@ -12,7 +12,7 @@ from jitrl_cli.commands.view import EvalProgressView, print_summary
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import UserError
-from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.runs.evaluation import check_out_dir, check_run_file, eval_game, make_runs, parse_arms
 from jitrl_cli.runs.game_suite import eval_games, is_games_dir, write_games_report
 from jitrl_cli.runs.report import write_report
@@ -21,6 +21,7 @@ from jitrl_cli.runs.web_eval import eval_suite, is_suite_dir, write_suite_report
 
 
 @options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0).")})
+@options.with_backend_options
 def eval_(
     ctx: typer.Context,
     game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite or --games."),
@@ -33,11 +34,10 @@ def eval_(
     seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (seed, seed+1, …)."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
     out: Path = typer.Option(..., "--out", help="Eval directory (created; re-running resumes it)."),
-    model: Optional[Path] = options.MODEL,
     rom_dir: Optional[Path] = options.ROM_DIR,
     policy: Optional[dict] = None,  # the learning options of options.GAME_POLICY (β: the jitrl arm's)
+    backend: Optional[dict] = None,  # the model options of options.BACKEND
     state_hash: str = options.STATE_HASH,
-    n_ctx: int = options.N_CTX,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
@@ -49,7 +49,7 @@ def eval_(
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     arm_names = parse_arms(arms)
-    check_options(episodes=episodes, seeds=seeds, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout)
+    check_options(episodes=episodes, seeds=seeds, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)
     config = AgentConfig.from_options(**policy, learn=True, max_steps=max_steps, seed=seed)
     given = given_options(ctx)
@@ -61,27 +61,27 @@ def eval_(
     with EvalProgressView(json_out) as progress:
         if games is not None:
             check_options(state_hash=state_hash)
-            model_path = resolve_model_path(model)
+            model = Backend.from_options(**backend)
             params = {"episodes": episodes, "max_steps": max_steps, "arms": arm_names, "seeds": seeds, "seed": seed,
-                      "model": model_path.name, **policy, "state_hash": state_hash}
+                      **model.params(), **policy, "state_hash": state_hash}
             summary = eval_games(games=games, rom_dir=rom_dir, params=params, config=config, out=out, episodes=episodes,
-                                 arms=arm_names, seeds=seeds, model_path=model_path, n_ctx=n_ctx,
+                                 arms=arm_names, seeds=seeds, backend=model,
                                  valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, force=force,
                                  progress=progress)
         elif game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
             if state_hash != options.STATE_HASH.default and "state_hash" in given:
                 raise UserError("--state-hash applies to games only (web pages have no world state)")
             summary = eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes, arms=arm_names,
-                                 seeds=seeds, model=model, n_ctx=n_ctx, force=force, given=given, progress=progress)
+                                 seeds=seeds, backend=Backend.from_options(**backend), force=force, given=given, progress=progress)
         else:
             check_options(state_hash=state_hash)
             rom = resolve_game(game, rom_dir)
-            model_path = resolve_model_path(model)
+            model = Backend.from_options(**backend)
             check_run_file(out, {"game": rom.stem, "episodes": episodes, "max_steps": max_steps, "arms": arm_names,
-                                 "seeds": seeds, "seed": seed, "model": model_path.name, **policy, "state_hash": state_hash},
+                                 "seeds": seeds, "seed": seed, **model.params(), **policy, "state_hash": state_hash},
                            force)
             eval_game(rom=rom, out=out, runs=make_runs(arm_names, seed, seeds), episodes=episodes, config=config,
-                      model_path=model_path, n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout,
+                      backend=model, valid_actions_timeout=valid_actions_timeout,
                       state_hash=state_hash, progress=progress)
             summary = write_report(out)
     print_summary(summary, json_out)

@@ -18,7 +18,8 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
@@ -61,7 +62,11 @@ NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward fo
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
-N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens.")
+N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens (with --server: the prompt budget).")
+N_GPU_LAYERS = typer.Option(0, "--n-gpu-layers", help="Layers llama.cpp offloads to a GPU (llama-cpp-python built with CUDA or Metal: README, \"Scaling out\").")
+SERVER = typer.Option(None, "--server", help="Score on an inference server at this URL instead of in-process (also $JITRL_SERVER): vLLM, SGLang, llama.cpp's llama-server or llama-cpp-python's server.")
+SERVER_MODEL = typer.Option(None, "--server-model", help="The served model's name (default: the first the server lists).")
+SERVER_API = typer.Option("openai", "--server-api", help="The server's protocol: openai (/v1/completions with echoed prompt log-probs: vLLM, llama-cpp-python), sglang (SGLang's /generate) or llamacpp (llama-server's /completion).")
 VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seconds before Jericho's valid-action finder is abandoned.")
 
 #: The learning options of the game commands (`play`, `eval`): parameter name → option. They are the
@@ -80,6 +85,12 @@ WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similari
     "prior": WEB_PRIOR,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
+#: The model options of `play`, `eval` and `web`: the keyword arguments of
+#: :meth:`jitrl_cli.llm.backend.Backend.from_options`.
+BACKEND: dict[str, Any] = {"model": MODEL, "n_ctx": N_CTX, "n_gpu_layers": N_GPU_LAYERS, "server": SERVER,
+                           "server_model": SERVER_MODEL, "server_api": SERVER_API}
+BACKEND_PANEL = "Model (in-process llama.cpp, or an inference server)"
+_TYPES = {"model": Optional[Path], "server": Optional[str], "server_model": Optional[str]}
 
 
 def with_policy_options(spec: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -93,26 +104,46 @@ def with_policy_options(spec: dict[str, Any]) -> Callable[[Callable[..., Any]], 
     Raises:
         TypeError: at import time, if the command has no ``policy`` parameter.
     """
+    return with_option_group("policy", spec, POLICY_PANEL)
+
+
+def with_backend_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for a typer command: the model options (:data:`BACKEND`) reach it as one dict ``backend``,
+    the keyword arguments of :meth:`jitrl_cli.llm.backend.Backend.from_options`.
+
+    Raises:
+        TypeError: at import time, if the command has no ``backend`` parameter.
+    """
+    return with_option_group("backend", BACKEND, BACKEND_PANEL)(command)
+
+
+def with_option_group(group: str, spec: dict[str, Any], panel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: replace the command's parameter ``group`` by the options of ``spec`` (help panel ``panel``);
+    their values reach the command as one dict named ``group`` (see :func:`with_policy_options`).
+
+    Raises:
+        TypeError: at import time, if the command has no parameter ``group``.
+    """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
-        if "policy" not in signature.parameters:
-            raise TypeError(f"{command.__name__} has no `policy` parameter")
+        if group not in signature.parameters:
+            raise TypeError(f"{command.__name__} has no `{group}` parameter")
         params: list[inspect.Parameter] = []
         for param in signature.parameters.values():
-            if param.name != "policy":
+            if param.name != group:
                 params.append(param)
                 continue
             for name, option in spec.items():
                 shown = copy.copy(option)
-                shown.rich_help_panel = POLICY_PANEL
+                shown.rich_help_panel = panel
                 params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=shown,
-                                                annotation=type(option.default)))
+                                                annotation=_TYPES.get(name, type(option.default))))
 
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> Any:
-            policy = {name: kwargs.pop(name) for name in spec}
-            return command(*args, policy=policy, **kwargs)
+            values = {name: kwargs.pop(name) for name in spec}
+            return command(*args, **{group: values}, **kwargs)
 
         run.__signature__ = signature.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
         run.__annotations__ = {p.name: p.annotation for p in params} | {"return": signature.return_annotation}

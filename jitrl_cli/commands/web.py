@@ -17,7 +17,7 @@ from jitrl_cli.commands.view import EpisodeView, StepLogger, episode_line, succe
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import require
-from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import default_memory_dir
 from jitrl_cli.runs.evaluation import check_out_dir
 from jitrl_cli.runs.runner import Episode, run_episodes
@@ -40,6 +40,7 @@ def _task_list(suite: str, task: Optional[str], tasks: Optional[str], task_id: O
 
 
 @options.with_policy_options(options.WEB_POLICY)
+@options.with_backend_options
 def web(
     task: Optional[str] = typer.Option(None, "--task", help="MiniWoB++ task, e.g. click-button."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated MiniWoB++ tasks, run one after another."),
@@ -52,17 +53,16 @@ def web(
     instances: int = typer.Option(0, "--instances", help="MiniWoB: cycle through this many problem instances (0 = a new one every episode)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes per task."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Steps per episode (default: 10 MiniWoB, 30 WebArena)."),
-    model: Optional[Path] = options.MODEL,
     memory: Optional[Path] = options.MEMORY,
     policy: Optional[dict] = None,  # the learning options of options.WEB_POLICY
+    backend: Optional[dict] = None,  # the model options of options.BACKEND
     seed: int = typer.Option(0, "--seed", help="Seed of the action sampler and of the MiniWoB problem instances."),
     no_learn: bool = options.NO_LEARN,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
     log_dir: Optional[Path] = options.LOG_DIR,
-    n_ctx: int = options.N_CTX,
 ) -> None:
     """Run the JitRL agent on MiniWoB++ tasks (offline) or a WebArena task (live sites) in headless Chromium."""
-    check_options(episodes=episodes, n_ctx=n_ctx, instances=instances, max_steps=max_steps)
+    check_options(episodes=episodes, n_ctx=backend["n_ctx"], instances=instances, max_steps=max_steps)
     steps = max_steps if max_steps is not None else (WEBARENA_MAX_STEPS if task_id is not None else MINIWOB_MAX_STEPS)
     cfg = AgentConfig.from_options(**policy, learn=not no_learn, death_penalty=0.0, max_steps=steps, seed=seed)
     require(dataset in ("verified", "original"), f"--dataset must be verified or original, got {dataset!r}")
@@ -81,10 +81,10 @@ def web(
     view = EpisodeView(json_out, logger, line=_line)
     shown: list[Episode] = []
     try:
-        model_path = resolve_model_path(model)
+        model = Backend.from_options(**backend)
         embedder = get_embedder()
         store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
-        session = open_web_session(model_path, n_ctx, browser, own_browser=False)
+        session = open_web_session(model, browser, own_browser=False)
         agent = session.agent(embedder, store, cfg)
         for name in names or [f"webarena-{task_id}"]:
             target = webarena_target(wa_env, name) if wa_env is not None else session.miniwob_target(name, steps, seed, instances)

@@ -31,7 +31,8 @@ from jitrl_cli.llm.prompt import TranscriptPrompt
 from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
 from jitrl_cli.core.retrieval import retrieve
 from jitrl_cli.core.returns import discounted_returns, novelty_rewards
-from jitrl_cli.llm.scoring import CandidateScorer, Prior, ScoreResult
+from jitrl_cli.llm.backend import Scorer
+from jitrl_cli.llm.scoring import Prior, ScoreResult
 from jitrl_cli.core.update import choose_action, log_softmax, posterior_logits
 from memories.embedding import Embedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
@@ -265,7 +266,7 @@ class Agent:
 
     def __init__(
         self,
-        scorer: CandidateScorer,
+        scorer: Scorer,
         tokenize: Callable[[str, bool], list[int]],
         embedder: Embedder,
         store: MemoryStore | None,

@@ -23,7 +23,7 @@ from enum import Enum
 import numpy as np
 
 from jitrl_cli.llm.prompt import clean_for_prompt
-from jitrl_cli.llm.scoring import CandidateScorer
+from jitrl_cli.llm.backend import Scorer
 
 
 class StepRewards(str, Enum):
@@ -81,12 +81,12 @@ class StepEvaluator:
     """Scores the steps of a finished episode with the local model (the paper's reflective step-wise rewards).
 
     Args:
-        scorer: the same :class:`CandidateScorer` that gives the prior (its prompt cache is
+        scorer: the same scorer (:class:`jitrl_cli.llm.backend.Scorer`) that gives the prior (its prompt cache is
             reused: the evaluator header is evaluated once, then only each step's lines).
         tokenize: the model's tokenizer, ``tokenize(text, add_bos)``.
     """
 
-    def __init__(self, scorer: CandidateScorer, tokenize: Callable[[str, bool], list[int]]) -> None:
+    def __init__(self, scorer: Scorer, tokenize: Callable[[str, bool], list[int]]) -> None:
         self.scorer = scorer
         self.tokenize = tokenize
         self._answers = [tokenize(" yes", False), tokenize(" no", False)]

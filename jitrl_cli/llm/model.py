@@ -196,6 +196,7 @@ class LlamaModel:
         n_seq_max: sequence ids available (seq 0 holds the prompt; others score candidates).
         n_threads: CPU threads (default: ``$JITRL_THREADS``, else all cores; use 1 per process
             when several runs share the cores, since llama.cpp's threads spin while they wait).
+        n_gpu_layers: layers offloaded to a GPU (llama-cpp-python built with CUDA or Metal; 0: none).
 
     Raises:
         UserError: if llama.cpp cannot load the file as a model.
@@ -208,6 +209,7 @@ class LlamaModel:
         n_batch: int = 512,
         n_seq_max: int = 64,
         n_threads: int | None = None,
+        n_gpu_layers: int = 0,
     ) -> None:
         import llama_cpp
 
@@ -217,6 +219,7 @@ class LlamaModel:
         llama_cpp.llama_backend_init()
         mparams = llama_cpp.llama_model_default_params()
         mparams.use_extra_bufts = False
+        mparams.n_gpu_layers = n_gpu_layers  # 0 on a CPU-only build; CUDA/Metal builds offload that many layers
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self.model:
             raise UserError(f"llama.cpp could not load {self.path} as a model")

@@ -71,6 +71,8 @@ class ScoreResult:
             constrained prior only nodes at or above a branching node).
         logit_rows: positions for which the model computed output logits.
         seconds: wall time of the call.
+        server_ms: the inference server's own compute for the call, where it reports it
+            (:mod:`jitrl_cli.llm.server`); None in-process.
     """
 
     logprobs: np.ndarray
@@ -81,6 +83,7 @@ class ScoreResult:
     candidate_tokens_evaluated: int = 0
     logit_rows: int = 0
     seconds: float = 0.0
+    server_ms: float | None = None
 
     @property
     def tokens_evaluated(self) -> int:
@@ -130,6 +133,33 @@ def _allowed_next_tokens(candidates: Sequence[Sequence[int]]) -> dict[tuple[int,
             if toks[j] not in nxt:
                 nxt.append(toks[j])
     return allowed
+
+
+def constrain(candidates: Sequence[Sequence[int]], token_logprobs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """The constrained prior's token log-probabilities from the sequence prior's (module docstring).
+
+    At every prefix the candidates allow, the full-vocabulary log-probability of each allowed next token is
+    known from a candidate that continues with it (candidates sharing a prefix share its distribution), so
+
+        log p_C(c_j | prefix) = log p(c_j | prefix) − log Σ_{t ∈ C(prefix)} p(t | prefix)
+
+    is exact, with no other logit needed. Used by the server backends, which return per-token log-probs.
+
+    Args:
+        candidates: n token lists.
+        token_logprobs: per candidate, log p(c_j | x, c_{<j}) for each of its tokens, in nats (the sequence prior).
+
+    Returns:
+        per candidate, its tokens' log-probabilities under decoding constrained to the candidates (0 where only
+        one token is allowed); their sums' exponentials add up to 1 over the distinct candidates.
+    """
+    seen: dict[tuple[int, ...], dict[int, float]] = {}
+    for toks, lps in zip(candidates, token_logprobs):
+        for j, (tok, lp) in enumerate(zip(toks, lps)):
+            seen.setdefault(tuple(toks[:j]), {}).setdefault(tok, float(lp))
+    norm = {pfx: _logsumexp(np.fromiter(nxt.values(), dtype=np.float64)) for pfx, nxt in seen.items()}
+    return [[0.0 if len(seen[tuple(toks[:j])]) == 1 else float(lp) - norm[tuple(toks[:j])]
+             for j, (tok, lp) in enumerate(zip(toks, lps))] for toks, lps in zip(candidates, token_logprobs)]
 
 
 def _build_trie(candidates: Sequence[Sequence[int]], group: Sequence[int]) -> _Node:

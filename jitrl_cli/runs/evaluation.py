@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.runs.runner import Target, play_episode
 from jitrl_cli.runs.session import open_game_session
 from memories.embedding import Embedder, get_embedder
@@ -270,13 +271,13 @@ def run_eval(
             store.close()
 
 
-def eval_game(*, rom: Path, out: Path, runs: list[Run], episodes: int, config: AgentConfig, model_path: Path, n_ctx: int,
+def eval_game(*, rom: Path, out: Path, runs: list[Run], episodes: int, config: AgentConfig, backend: Backend,
               valid_actions_timeout: float, state_hash: str, progress: EvalProgress | None = None) -> None:
     """Play the missing episodes of a game eval in ``out`` (its ``run.json`` already checked), then close everything.
 
     ``config`` is the jitrl arm's (its ``max_steps`` opens the game); ``state_hash`` is the game's world-state key.
     """
-    session = open_game_session(rom, model_path, n_ctx, config.max_steps, valid_actions_timeout, state_hash)
+    session = open_game_session(rom, backend, config.max_steps, valid_actions_timeout, state_hash)
     embedder = get_embedder()
     try:
         if progress is not None:

@@ -42,6 +42,7 @@ from typing import Any
 from adapters.jericho_env import check_story_file
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError, require
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import list_games, require_game
 from jitrl_cli.runs.evaluation import (
     EvalProgress, check_run_file, episodes_path, eval_game, has_logs, make_runs, read_episodes, run_lists,
@@ -102,7 +103,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], config: AgentConfig, out: Path, episodes: int,
-               arms: list[str], seeds: int, model_path: Path, n_ctx: int, valid_actions_timeout: float, state_hash: str,
+               arms: list[str], seeds: int, backend: Backend, valid_actions_timeout: float, state_hash: str,
                force: bool, progress: EvalProgress | None = None) -> dict[str, Any]:
     """Run (or resume) the games eval into ``out``, write every report and return the aggregate.
 
@@ -129,8 +130,8 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
             continue
         try:
             check_story_file(rom)  # an unsupported story file fails before the model is loaded
-            eval_game(rom=rom, out=out / rom.stem, runs=runs, episodes=episodes, config=config, model_path=model_path,
-                      n_ctx=n_ctx, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, progress=progress)
+            eval_game(rom=rom, out=out / rom.stem, runs=runs, episodes=episodes, config=config, backend=backend,
+                      valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, progress=progress)
         except Exception as exc:  # noqa: BLE001 — one game's failure is reported, not fatal
             failed[rom.stem] = one_line(exc)
             if progress is not None:

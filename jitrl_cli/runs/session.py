@@ -19,8 +19,7 @@ from adapters.miniwob_env import NAMESPACE as MINIWOB_NAMESPACE
 from adapters.miniwob_env import MiniWoBEnv, task_path
 from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
-from jitrl_cli.llm.model import LlamaModel
-from jitrl_cli.llm.scoring import CandidateScorer
+from jitrl_cli.llm.backend import Backend, Model, Scorer
 from jitrl_cli.paths import find_game, require_game, user_games_dir
 from jitrl_cli.runs.games import download_suite
 from jitrl_cli.runs.runner import Target
@@ -52,8 +51,8 @@ class Session:
     The base of :class:`GameSession` and :class:`WebSession`, which are dataclasses holding these attributes.
     """
 
-    llm: LlamaModel
-    scorer: CandidateScorer
+    llm: Model
+    scorer: Scorer
     header: str
 
     def agent(self, embedder: Embedder, store: MemoryStore | None, config: AgentConfig) -> Agent:
@@ -71,8 +70,8 @@ class GameSession(Session):
     """An open game environment with the model that scores its candidate actions."""
 
     env: JerichoEnv
-    llm: LlamaModel
-    scorer: CandidateScorer
+    llm: Model
+    scorer: Scorer
     title: str
     header: str
 
@@ -86,20 +85,20 @@ class GameSession(Session):
         super().close()
 
 
-def open_game_session(rom: Path, model_path: Path, n_ctx: int, max_steps: int, valid_actions_timeout: float,
+def open_game_session(rom: Path, backend: Backend, max_steps: int, valid_actions_timeout: float,
                       state_hash: str = "jericho") -> GameSession:
-    """Load the model (a path from :func:`jitrl_cli.llm.model.resolve_model_path`) and start the game.
+    """Load the model (or connect to the server) of ``backend`` and start the game.
 
     ``state_hash`` is the environment's world-state key (:class:`adapters.jericho_env.StateHash`).
 
     Raises:
-        UserError / AdapterError: one-line errors for a bad model file or story file.
+        UserError / AdapterError: one-line errors for a bad model file, server or story file.
     """
-    llm = LlamaModel(model_path, n_ctx=n_ctx)
+    llm, scorer = backend.open()
     try:
-        scorer = CandidateScorer(llm)
         env = JerichoEnv(rom, max_steps=max_steps, valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
     except BaseException:
+        scorer.close()
         llm.close()
         raise
     title = env.bindings.get("name", rom.stem)
@@ -173,8 +172,8 @@ class WebSession(Session):
     """
 
     browser: Browser
-    llm: LlamaModel
-    scorer: CandidateScorer
+    llm: Model
+    scorer: Scorer
     header: str = WEB_HEADER
     own_browser: bool = True
 
@@ -207,25 +206,19 @@ def start_browser(chromium: Path | None) -> Browser:
     return Browser(str(chromium) if chromium else None)
 
 
-def open_web_session(model_path: Path, n_ctx: int, browser: Browser, own_browser: bool = True) -> WebSession:
-    """Load the model (a path from :func:`jitrl_cli.llm.model.resolve_model_path`) and its scorer for ``browser``.
+def open_web_session(backend: Backend, browser: Browser, own_browser: bool = True) -> WebSession:
+    """Load the model (or connect to the server) of ``backend`` and its scorer, for ``browser``.
 
     On failure the model is closed, and the browser too when ``own_browser``.
 
     Raises:
         UserError: a bad model file (one line).
     """
-    llm = None
     try:
-        llm = LlamaModel(model_path, n_ctx=n_ctx)
-        scorer = CandidateScorer(llm)
+        llm, scorer = backend.open()
     except BaseException:
-        try:
-            if llm is not None:
-                llm.close()
-        finally:
-            if own_browser:
-                browser.close()
+        if own_browser:
+            browser.close()
         raise
     return WebSession(browser, llm, scorer, WEB_HEADER, own_browser)
 

@@ -58,7 +58,7 @@ from typing import Any
 from jitrl_cli.core.advantage import Exploration, QEstimate
 from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
 from jitrl_cli.errors import UserError, require
-from jitrl_cli.llm.model import resolve_model_path
+from jitrl_cli.llm.backend import Backend
 from jitrl_cli.llm.scoring import Prior
 from jitrl_cli.runs.evaluation import (
     EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_eval, run_lists,
@@ -124,7 +124,7 @@ def _given(given: Collection[str] | None, name: str) -> bool:
 
 
 def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms: list[str], seeds: int,
-                 model_name: str) -> dict[str, Any]:
+                 backend: Backend) -> dict[str, Any]:
     """The suite's ``run.json``: the settings a resumed run must repeat.
 
     Every field of the jitrl arm's :class:`~jitrl_cli.core.agent.AgentConfig` is included (enums by
@@ -134,7 +134,7 @@ def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms:
     agent = {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(config).items()
              if k not in ("learn", "death_penalty")}
     return {"suite": suite, "tasks": tasks, "episodes": episodes, "arms": arms, "seeds": seeds,
-            "model": model_name, "measure": MEASURE, **agent}
+            **backend.params(), "measure": MEASURE, **agent}
 
 
 def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config: AgentConfig, out: Path, episodes: int,
-               arms: list[str], seeds: int, model: Path | None, n_ctx: int, force: bool,
+               arms: list[str], seeds: int, backend: Backend, force: bool,
                given: Collection[str] | None = None, progress: EvalProgress | None = None) -> dict[str, Any]:
     """Run (or resume) the suite eval into ``out`` and write every report; return the aggregate.
 
@@ -157,7 +157,7 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         out: the suite directory (layout in the module docstring).
         episodes, seeds: per task, arm and seed; seeds are ``config.seed``, ``config.seed + 1``, ….
         arms: arm names from :func:`jitrl_cli.runs.evaluation.parse_arms`.
-        model: ``--model`` (None: the default model); n_ctx: the model's context size.
+        backend: the model (:class:`jitrl_cli.llm.backend.Backend`).
         force: continue in ``out`` (and its task directories) even if they hold other settings.
         given: the parameter names of the options given on ``jitrl eval``'s command line, to tell a
             given option from its default (None: every option counts as given, ``config`` is used as it is).
@@ -176,22 +176,21 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
     config = dataclasses.replace(config, death_penalty=0.0,
                                  max_steps=config.max_steps if _given(given, "max_steps") else MINIWOB_MAX_STEPS)
     config = dataclasses.replace(config, **web_settings(given))
-    model_path = resolve_model_path(model)
-    params = suite_params(suite, names, config, episodes, arms, seeds, model_path.name)
+    params = suite_params(suite, names, config, episodes, arms, seeds, backend)
     check_run_file(out, params, force)
     for name in names:
         check_run_file(out / name, task_params(params, name), force)
     runs = make_runs(arms, config.seed, seeds)
     pending = [n for n in names if any(len(read_episodes(episodes_path(out / n, r))) < episodes for r in runs)]
     if pending:
-        _play(out, suite, names, pending, runs, episodes, config, model_path, n_ctx, progress)
+        _play(out, suite, names, pending, runs, episodes, config, backend, progress)
     return write_suite_report(out)
 
 
 def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: list[Run], episodes: int, config: AgentConfig,
-          model_path: Path, n_ctx: int, progress: EvalProgress | None) -> None:
+          backend: Backend, progress: EvalProgress | None) -> None:
     """Play the missing episodes of the ``pending`` tasks, one after another, telling ``progress``."""
-    session = open_web_session(model_path, n_ctx, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
+    session = open_web_session(backend, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
     embedder = get_embedder()
     try:
         if progress is not None:
