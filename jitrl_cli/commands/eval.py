@@ -39,6 +39,8 @@ def eval_(
     backend: Optional[dict] = None,  # the model options of options.BACKEND
     state_hash: str = options.STATE_HASH,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
+    workers: int = options.WORKERS,
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run the arm × seed jobs as Ray tasks on the cluster at this address (host:port, ray://host:10001, auto; local = start one here). Needs pip install 'jitrl[ray]'."),
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
@@ -49,7 +51,7 @@ def eval_(
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     arm_names = parse_arms(arms)
-    check_options(episodes=episodes, seeds=seeds, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
+    check_options(episodes=episodes, seeds=seeds, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)
     config = AgentConfig.from_options(**policy, learn=True, max_steps=max_steps, seed=seed)
     given = given_options(ctx)
@@ -67,8 +69,10 @@ def eval_(
             summary = eval_games(games=games, rom_dir=rom_dir, params=params, config=config, out=out, episodes=episodes,
                                  arms=arm_names, seeds=seeds, backend=model,
                                  valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, force=force,
-                                 progress=progress)
+                                 progress=progress, workers=workers, ray=ray)
         elif game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
+            if workers > 1 or ray:
+                raise UserError("--workers and --ray run game evals; a web suite plays in one browser, one process")
             if state_hash != options.STATE_HASH.default and "state_hash" in given:
                 raise UserError("--state-hash applies to games only (web pages have no world state)")
             summary = eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes, arms=arm_names,
@@ -82,7 +86,7 @@ def eval_(
                            force)
             eval_game(rom=rom, out=out, runs=make_runs(arm_names, seed, seeds), episodes=episodes, config=config,
                       backend=model, valid_actions_timeout=valid_actions_timeout,
-                      state_hash=state_hash, progress=progress)
+                      state_hash=state_hash, progress=progress, workers=workers, ray=ray)
             summary = write_report(out)
     print_summary(summary, json_out)
 

@@ -64,6 +64,7 @@ NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memo
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
 N_CTX = typer.Option(4096, "--n-ctx", help="Model context size in tokens (with --server: the prompt budget).")
 N_GPU_LAYERS = typer.Option(0, "--n-gpu-layers", help="Layers llama.cpp offloads to a GPU (llama-cpp-python built with CUDA or Metal: README, \"Scaling out\").")
+WORKERS = typer.Option(1, "--workers", help="Episodes in flight at once, each in its own process (with --server they share the server; in-process, llama.cpp's threads are split between them unless $JITRL_THREADS is set).")
 SERVER = typer.Option(None, "--server", help="Score on an inference server at this URL instead of in-process (also $JITRL_SERVER): vLLM, SGLang, llama.cpp's llama-server or llama-cpp-python's server.")
 SERVER_MODEL = typer.Option(None, "--server-model", help="The served model's name (default: the first the server lists).")
 SERVER_API = typer.Option("openai", "--server-api", help="The server's protocol: openai (/v1/completions with echoed prompt log-probs: vLLM, llama-cpp-python), sglang (SGLang's /generate) or llamacpp (llama-server's /completion).")

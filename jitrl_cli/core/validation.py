@@ -38,6 +38,8 @@ def _finite(rule: Callable[[float], bool]) -> Callable[[Any], bool]:
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "episodes": (_finite(lambda v: v >= 1), "at least 1"),
     "seeds": (_finite(lambda v: v >= 1), "at least 1"),
+    "workers": (_finite(lambda v: 1 <= v <= 256), "at least 1 and at most 256"),
+    "n_gpu_layers": (_finite(lambda v: v >= 0), "at least 0"),
     "max_steps": (_finite(lambda v: v >= 1), "at least 1"),
     "seed": (_finite(lambda v: 0 <= v <= SEED_MAX), f"an integer in [0, {SEED_MAX}]"),
     "instances": (_finite(lambda v: v >= 0), ">= 0"),

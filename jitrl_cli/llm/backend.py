@@ -35,6 +35,9 @@ class Scorer(Protocol):
 
     def score(self, prompt: Any, candidates: Any, prior: Prior = Prior.sequence) -> ScoreResult: ...
 
+    def reset(self) -> None:
+        """Forget cached state (a prompt cache), so that what follows does not depend on what came before."""
+
     def close(self) -> None: ...
 
 

@@ -270,6 +270,9 @@ class ServerScorer:
         self._openai_ids: bool | None = None  # does the server take token ids (and lists of prompts)?
         self.last_server_ms: float | None = None
 
+    def reset(self) -> None:
+        """Nothing to forget on this side (the server's prefix caches are its own)."""
+
     def close(self) -> None:
         """Stop the request threads (the model closes the client)."""
         self._pool.shutdown(wait=True)

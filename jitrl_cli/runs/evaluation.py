@@ -272,20 +272,32 @@ def run_eval(
 
 
 def eval_game(*, rom: Path, out: Path, runs: list[Run], episodes: int, config: AgentConfig, backend: Backend,
-              valid_actions_timeout: float, state_hash: str, progress: EvalProgress | None = None) -> None:
+              valid_actions_timeout: float, state_hash: str, progress: EvalProgress | None = None, workers: int = 1,
+              ray: str | None = None) -> None:
     """Play the missing episodes of a game eval in ``out`` (its ``run.json`` already checked), then close everything.
 
     ``config`` is the jitrl arm's (its ``max_steps`` opens the game); ``state_hash`` is the game's world-state key.
+    ``workers`` > 1: the runs are jobs in that many processes; ``ray``: Ray tasks on the cluster at that address
+    (:mod:`jitrl_cli.runs.parallel`). The logs are the same either way.
     """
-    session = open_game_session(rom, backend, config.max_steps, valid_actions_timeout, state_hash)
-    embedder = get_embedder()
-    try:
-        if progress is not None:
-            progress.start(f"eval {rom.stem}", len(runs) * episodes)
-        run_eval(out=out, runs=runs, episodes=episodes, target=session.target(), header=session.header,
-                 make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=config,
-                 embedder=embedder, progress=progress)
-        if progress is not None:
-            progress.finish()
-    finally:
-        session.close()
+    if progress is not None:
+        progress.start(f"eval {rom.stem}", len(runs) * episodes)
+    if workers > 1 or ray:
+        from jitrl_cli.runs.parallel import GameJob, run_game_jobs, run_game_jobs_on_ray
+
+        jobs = [GameJob(rom, run, episodes, config, backend, valid_actions_timeout, state_hash) for run in runs]
+        if ray:
+            run_game_jobs_on_ray(jobs, out, ray, progress)
+        else:
+            run_game_jobs(jobs, out, workers, progress)
+    else:
+        session = open_game_session(rom, backend, config.max_steps, valid_actions_timeout, state_hash)
+        embedder = get_embedder()
+        try:
+            run_eval(out=out, runs=runs, episodes=episodes, target=session.target(), header=session.header,
+                     make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=config,
+                     embedder=embedder, progress=progress)
+        finally:
+            session.close()
+    if progress is not None:
+        progress.finish()

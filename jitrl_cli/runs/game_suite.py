@@ -104,7 +104,8 @@ def one_line(exc: BaseException) -> str:
 
 def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], config: AgentConfig, out: Path, episodes: int,
                arms: list[str], seeds: int, backend: Backend, valid_actions_timeout: float, state_hash: str,
-               force: bool, progress: EvalProgress | None = None) -> dict[str, Any]:
+               force: bool, progress: EvalProgress | None = None, workers: int = 1,
+               ray: str | None = None) -> dict[str, Any]:
     """Run (or resume) the games eval into ``out``, write every report and return the aggregate.
 
     Args:
@@ -131,7 +132,8 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
         try:
             check_story_file(rom)  # an unsupported story file fails before the model is loaded
             eval_game(rom=rom, out=out / rom.stem, runs=runs, episodes=episodes, config=config, backend=backend,
-                      valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, progress=progress)
+                      valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, progress=progress,
+                      workers=workers, ray=ray)
         except Exception as exc:  # noqa: BLE001 — one game's failure is reported, not fatal
             failed[rom.stem] = one_line(exc)
             if progress is not None:
