@@ -13,7 +13,7 @@ from jitrl_cli import __version__
 from jitrl_cli.commands import options
 from jitrl_cli.commands.eval import eval_, report
 from jitrl_cli.commands.memory import memory_app
-from jitrl_cli.commands.view import EpisodeView, StepLogger, episode_line, summary_table
+from jitrl_cli.commands.view import EpisodeView, StepLogger, WorkersView, episode_line, summary_table
 from jitrl_cli.commands.web import web
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.validation import check_options, install_option_checks
@@ -21,6 +21,7 @@ from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import default_memory_dir, game_dirs, list_games, user_games_dir
 from jitrl_cli.runs.games import download_suite
+from jitrl_cli.runs.parallel import PlayJob, run_play_workers
 from jitrl_cli.runs.runner import run_episodes
 from jitrl_cli.runs.session import open_game_session, resolve_game
 from memories.embedding import get_embedder
@@ -71,20 +72,27 @@ def play(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per episode on stdout, nothing else."),
     log_dir: Optional[Path] = options.LOG_DIR,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
+    workers: int = options.WORKERS,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
-    check_options(episodes=episodes, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout, state_hash=state_hash)
+    check_options(episodes=episodes, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout,
+                  state_hash=state_hash)
     config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)
     rom = resolve_game(game, rom_dir, None if json_out else typer.confirm)
     model = Backend.from_options(**backend)
+    if workers > 1:
+        if log_dir is not None:
+            raise UserError("--log-dir records one episode at a time; play without --workers to log steps")
+        _play_in_workers(rom, model, config, None if no_learn else memory or default_memory_dir(), episodes, workers,
+                         valid_actions_timeout, state_hash, json_out)
+        return
     logger = StepLogger(log_dir) if log_dir else None  # before the memory: a bad --log-dir creates nothing
     embedder = get_embedder()
-    store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
+    session = open_game_session(rom, model, max_steps, valid_actions_timeout, state_hash)  # a bad server: no memory made
     try:
-        session = open_game_session(rom, model, max_steps, valid_actions_timeout, state_hash)
+        store = None if no_learn else MemoryStore(memory or default_memory_dir(), embedder)  # --no-learn: never opened
     except BaseException:
-        if store is not None:
-            store.close()
+        session.close()
         raise
     agent = session.agent(embedder, store, config)
     view = EpisodeView(json_out, logger, line=lambda episode: episode_line(episode.result))
@@ -97,6 +105,20 @@ def play(
         session.close()
         if store is not None:
             store.close()
+
+
+def _play_in_workers(rom: Path, model: Backend, config: AgentConfig, memory: Optional[Path], episodes: int, workers: int,
+                     valid_actions_timeout: float, state_hash: str, json_out: bool) -> None:
+    """`play --workers N`: episodes 1..n round-robin over N processes on one memory (:mod:`jitrl_cli.runs.parallel`)."""
+    if memory is not None:
+        MemoryStore(memory, get_embedder()).close()  # created (or checked) once, before the workers start
+    workers = min(workers, episodes)
+    jobs = [PlayJob(w, tuple(range(w + 1, episodes + 1, workers)), rom, model, config, memory, valid_actions_timeout,
+                    state_hash) for w in range(workers)]
+    with WorkersView(json_out, rom.stem, workers, config.max_steps, episode_line) as view:
+        run_play_workers(jobs, view.event)
+    if view.live:
+        view.console.print(summary_table(sorted(view.results, key=lambda r: r.episode)))
 
 
 @games_app.command("download")

@@ -13,7 +13,8 @@ from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
-from jitrl_cli.runs.evaluation import check_out_dir, check_run_file, eval_game, make_runs, parse_arms
+from jitrl_cli.runs.evaluation import check_out_dir, check_run_file, make_runs, parse_arms
+from jitrl_cli.runs.game_eval import eval_game
 from jitrl_cli.runs.game_suite import eval_games, is_games_dir, write_games_report
 from jitrl_cli.runs.report import write_report
 from jitrl_cli.runs.session import resolve_game

@@ -211,6 +211,47 @@ class EpisodeView:
         return shown
 
 
+class WorkersView:
+    """How `play --workers N` shows its episodes: in a terminal, one progress row per worker (its episode and
+    step) above the finished episodes' lines; else one JSON object (--json) or one line per finished episode."""
+
+    def __init__(self, json_out: bool, title: str, workers: int, max_steps: int,
+                 line: Callable[[EpisodeResult], str]) -> None:
+        self.console = Console()
+        self.json_out = json_out
+        self.line = line
+        self.live = self.console.is_terminal and not json_out
+        self.results: list[EpisodeResult] = []
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=self.console, disable=not self.live)
+        self.rows = [self.progress.add_task(f"{title} worker {w + 1}: waiting", total=max_steps) for w in range(workers)]
+        self.title = title
+
+    def __enter__(self) -> "WorkersView":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def event(self, event: tuple) -> None:
+        """One worker event: ("step", worker, episode, steps done) or ("episode", worker, record, result)."""
+        kind, worker = event[0], event[1]
+        if kind == "step":
+            self.progress.update(self.rows[worker], completed=event[3],
+                                 description=f"{self.title} worker {worker + 1}: episode {event[2]}")
+            return
+        record, result = event[2], event[3]
+        self.results.append(result)
+        if self.json_out:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        elif self.live:
+            self.progress.console.print(f"worker {worker + 1}: {self.line(result)}")
+        else:
+            print(self.line(result), flush=True)
+
+
 def success_table(episodes: list[Episode]) -> Table:
     """Per task: episodes, success rate, mean reward, median s/step (`jitrl web`)."""
     table = Table(title="tasks")

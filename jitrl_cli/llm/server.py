@@ -94,7 +94,7 @@ class ServerClient:
         """
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retries),
-            wait=tenacity.wait_exponential_jitter(initial=0.25, max=4.0),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.25, max=4.0),
             retry=tenacity.retry_if_exception_type(_Transient), reraise=True)
         try:
             for attempt in retrying:

@@ -10,7 +10,7 @@ Layout of a games directory ``OUT``::
     summary.json, curve.png   the aggregate over games (:func:`write_games_report`)
 
 How it runs (:func:`eval_games`): games one after another, each with
-:func:`jitrl_cli.runs.evaluation.eval_game` (its own model load, game and fresh memories per arm and seed,
+:func:`jitrl_cli.runs.game_eval.eval_game` (its own model load, game and fresh memories per arm and seed,
 resumable); a game whose episodes are all logged is not opened again. A game that fails (a story file Jericho
 does not support, a valid-action finder that does not start or dies, ...) is recorded in ``failed.json``
 with its one-line reason and the next game runs; a later run retries it. ``--games all`` = every story file
@@ -45,8 +45,9 @@ from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import list_games, require_game
 from jitrl_cli.runs.evaluation import (
-    EvalProgress, check_run_file, episodes_path, eval_game, has_logs, make_runs, read_episodes, run_lists,
+    EvalProgress, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_lists,
 )
+from jitrl_cli.runs.game_eval import eval_game
 from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, load_runs, plot_curves, save_report, write_report
 
 MEASURE = "normalized score"
@@ -112,7 +113,7 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
         games: ``--games`` (see :func:`game_names`).
         params: the settings of a single-game eval without ``game`` (episodes, max_steps, arms, seeds, seed,
             model, the policy options, state_hash); ``OUT/run.json`` adds ``games``.
-        config: the jitrl arm's AgentConfig; the rest as for :func:`jitrl_cli.runs.evaluation.eval_game`.
+        config: the jitrl arm's AgentConfig; the rest as for :func:`jitrl_cli.runs.game_eval.eval_game`.
         force: continue in ``out`` (and its game directories) even if they hold other settings.
 
     Raises:

@@ -1,0 +1,1 @@
+"""Real inference servers on loopback for the tests (started and stopped by fixtures)."""
