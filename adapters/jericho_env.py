@@ -198,7 +198,7 @@ class JerichoEnv:
 
     # -- state ---------------------------------------------------------------------------
     def candidate_actions(self, world_hash: str | None = None) -> tuple[list[str], bool]:
-        """Valid actions in the current state, cached by Jericho's world-state hash.
+        """Valid actions in the current state (sorted), cached by Jericho's world-state hash.
 
         Args:
             world_hash: the current state's ``get_world_state_hash()`` if the caller has it (None: computed).
@@ -212,8 +212,9 @@ class JerichoEnv:
         actions = self._finder(self._env.get_state())
         if actions is None:
             return list(FALLBACK_ACTIONS), True
-        if not actions:
-            actions = list(FALLBACK_ACTIONS)
+        # sorted: Jericho returns them in an order that depends on the process's string hashing (PYTHONHASHSEED),
+        # and the sampler's choice depends on the order, so runs in other processes would differ
+        actions = sorted(actions) if actions else list(FALLBACK_ACTIONS)
         self._cache[key] = actions
         return actions, False
 

@@ -158,3 +158,20 @@ def test_bad_story_files(tmp_path):
     odd.write_bytes(b"\x05" + b"\x00" * 2000)
     with pytest.raises(AdapterError, match="not a game Jericho supports"):
         check_story_file(odd)
+
+
+def test_candidates_do_not_depend_on_the_process_string_hashing(zork1):
+    """Jericho's valid actions come in an order that follows PYTHONHASHSEED; the environment sorts them, so
+    runs in other processes (eval --workers, Ray) sample the same actions."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from adapters.jericho_env import JerichoEnv\n"
+              "env = JerichoEnv(sys.argv[1], max_steps=50); obs, info = env.reset(); out = []\n"
+              "for a in ['north', 'east', 'open window', 'west', 'take lamp', 'take sword', 'west']:\n"
+              "    obs, r, d, t, info = env.step(a); out.append(info['candidates'])\n"
+              "print(repr(out)); env.close()\n")
+    runs = [subprocess.run([sys.executable, "-c", script, str(zork1)], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")]
+    assert runs[0] == runs[1] == runs[2]
+    assert all(c == sorted(c) for c in eval(runs[0]))
