@@ -948,6 +948,15 @@ class MemoryStore:
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
+    def best_episode_steps(self, game: str) -> list[tuple[str, float | None, str | None]]:
+        """The steps of ``game``'s best stored episode (highest score; ties: fewest steps, then the oldest),
+        in order, as (action, score after the step, world hash before it); [] when none is stored."""
+        best = self.read("SELECT id FROM episodes WHERE game = ? ORDER BY score DESC, steps ASC, id ASC LIMIT 1", (game,))
+        if not best:
+            return []
+        rows = self.read("SELECT action, score, world_hash FROM steps WHERE episode_id = ? ORDER BY step", (best[0][0],))
+        return [(str(a), None if sc is None else float(sc), wh) for a, sc, wh in rows]
+
     def transitions(self, game: str) -> list[tuple[int, int, str | None, str, float, float]]:
         """Every stored step of ``game`` in episode order, for a value backup over the transition graph.
 

@@ -59,6 +59,7 @@ PRIOR = typer.Option("sequence", "--prior", help=_PRIOR_HELP)
 WEB_PRIOR = typer.Option(WEB_DEFAULTS["prior"], "--prior", help=_PRIOR_HELP)
 STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world states the same for --exact-match and cycle avoidance: jericho (Jericho's hash of the object tree), unordered (the same tree, ignoring the order of objects inside a container, so taking and dropping an object returns to the same state), or local (only the location, what is in it and what the player carries, and the score: visits that differ far away share their experience).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
+REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's actions up to its last score gain, while the world states match, then explores with the policy.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
@@ -78,7 +79,7 @@ GAME_POLICY: dict[str, Any] = {
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
     "optimistic": OPTIMISTIC, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
-    "step_rewards": STEP_REWARDS, "returns": RETURNS, "greedy": GREEDY,
+    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {

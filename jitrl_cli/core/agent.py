@@ -179,6 +179,22 @@ class CycleTracker:
         self.previous = (self._place, a)
 
 
+def best_prefix(steps: list[tuple[str, float | None, str | None]]) -> list[tuple[str, str | None]]:
+    """The part of the best episode to replay (Go-Explore's "return", XTX's exploitation phase): its steps up to
+    and including the last one whose score rose above all before it (its frontier), as (action, world hash
+    before the step). Nothing when it never scored.
+
+    Args:
+        steps: (action, score after the step, world hash before it) per step, in order
+            (:meth:`memories.store.MemoryStore.best_episode_steps`).
+    """
+    scores = [score for _, score, _ in steps]
+    if not scores or any(score is None for score in scores) or max(scores) == min(scores):
+        return []
+    frontier = scores.index(max(scores))  # the first step that reached the episode's best score
+    return [(a, w) for a, _, w in steps[: frontier + 1]]
+
+
 @dataclass
 class EpisodeContext:
     """What a running episode carries from step to step.
@@ -200,6 +216,7 @@ class EpisodeContext:
     prompt: TranscriptPrompt
     cycles: CycleTracker = field(default_factory=CycleTracker)
     timings: dict[str, float] = field(default_factory=dict)
+    replay: list[tuple[str, str | None]] = field(default_factory=list)  # (action, world hash) still to replay
 
 
 @dataclass
@@ -383,6 +400,8 @@ class Agent:
         ctx = EpisodeContext(namespace, rng, use_memory, backed, prompt, timings={"env_reset": time.perf_counter() - t0})
         if backed:
             ctx.timings["backup"] = backup_seconds
+        if use_memory and cfg.replay_best:
+            ctx.replay = best_prefix(self.store.best_episode_steps(namespace))
         prompt.start(obs)
         return ctx, obs, info
 
@@ -419,6 +438,12 @@ class Agent:
         t0 = time.perf_counter()
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)
+        if ctx.replay:  # phased exploration: follow the best episode while the world is the one it saw
+            action, world = ctx.replay.pop(0)
+            if action in candidates and (world is None or world == info["state_hash"]):
+                chosen = candidates.index(action)
+            else:
+                ctx.replay.clear()
         prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
         post_p = np.exp(log_softmax(z_post))
         timings["update"] = time.perf_counter() - t0

@@ -56,6 +56,9 @@ class AgentConfig:
             (optimistic floor; see :mod:`jitrl_cli.core.advantage`).
         prior: how the LLM's token logits become the prior over the candidates
             (:class:`jitrl_cli.llm.scoring.Prior`).
+        replay_best: phased exploration (Go-Explore, Ecoffet et al. 2021; XTX, Tuyls et al. 2022): each
+            episode first replays the best stored episode's actions up to its last score gain (its
+            frontier), as long as the world states match, then explores with the policy.
     """
 
     beta: float = 3.0
@@ -80,6 +83,7 @@ class AgentConfig:
     avoid_cycles: bool = False
     optimistic: bool = False
     prior: Prior = Prior.sequence
+    replay_best: bool = False
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""

@@ -1,0 +1,64 @@
+"""`--replay-best`: phased exploration (Go-Explore, XTX) — each episode first replays the best stored episode
+up to its last score gain, then the policy explores. Real zork1, real memory, the real model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from adapters.jericho_env import JerichoEnv
+from jitrl_cli.core.agent import best_prefix
+from memories.embedding import get_embedder
+from memories.store import EpisodeRecord, MemoryStore, StepRecord
+from tests.conftest import run_cli
+
+ROUTE = ["north", "east", "open window", "west", "take all"]  # the kitchen (+10) on the 4th step
+
+
+def test_best_prefix_ends_at_the_first_step_with_the_best_score():
+    steps = [("a", 0.0, "h0"), ("b", 10.0, "h1"), ("c", 10.0, "h2"), ("d", 35.0, "h3"), ("e", 35.0, "h4")]
+    assert best_prefix(steps) == [("a", "h0"), ("b", "h1"), ("c", "h2"), ("d", "h3")]
+    assert best_prefix([("a", 36.0, "h0"), ("b", 36.0, "h1")]) == []  # never scored: nothing to replay
+    assert best_prefix([]) == []
+
+
+def store_route(zork1, memory) -> None:
+    """Walk ROUTE in the real game and store it as an episode (the best one in memory)."""
+    embedder = get_embedder()
+    env = JerichoEnv(zork1, max_steps=10)
+    obs, info = env.reset()
+    records = []
+    for t, action in enumerate(ROUTE):
+        assert action in info["candidates"]
+        nxt, reward, _, _, nxt_info = env.step(action)
+        records.append(StepRecord(step=t, state_key=info["state_key"], embedding=embedder.embed(info["state_key"]),
+                                  action=action, reward=float(reward), ret=0.0, score=float(nxt_info["score"]),
+                                  world_hash=info["state_hash"], observation=obs))
+        obs, info = nxt, nxt_info
+    env.close()
+    assert records[3].score == 10.0
+    with MemoryStore(memory, embedder) as store:
+        store.write_episode(EpisodeRecord(uuid=uuid.uuid4().hex, game="zork1", score=10.0, steps=len(ROUTE),
+                                          max_score=350.0, model="route", params={}, started_at="2026-12-03T00:00:00",
+                                          finished_at="2026-12-03T00:00:01"), records)
+
+
+@pytest.mark.slow
+def test_an_episode_replays_the_best_stored_route_to_its_frontier_then_explores(zork1, tmp_path):
+    logs = tmp_path / "logs"
+    for flag, replayed in (("--replay-best", True), ("--no-replay-best", False)):
+        memory = tmp_path / flag / "memory"
+        store_route(zork1, memory)
+        # β 0: the policy alone (the prior) would not walk the route; the replay does
+        result = run_cli("play", "zork1", "-n", "1", "--max-steps", "6", "--json", "--memory", str(memory),
+                         "--log-dir", str(logs / flag), "--seed", "3", "--beta", "0", flag)
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for path in sorted((logs / flag).glob("*.jsonl")) for line in path.read_text().splitlines()]
+        actions = [r["action"] for r in rows]
+        if replayed:
+            assert actions[:4] == ROUTE[:4]  # up to the frontier (the kitchen), not the step after it
+            assert json.loads(result.stdout)["score"] >= 10
+        else:
+            assert actions[:4] != ROUTE[:4]
