@@ -30,7 +30,7 @@ Every adapter (:class:`adapters.jericho_env.JerichoEnv`, :class:`adapters.miniwo
   ====================== ============== =====================================================================
 
   Adapters add their own keys (Jericho: ``valid_actions_timeout``; web: ``goal``, ``url``, ``error``,
-  ``blocked_requests``, ...).
+  ``blocked_requests``, ``action_keys``: per candidate, what the memory knows it by, ...).
 * attributes: ``name`` (the game or task) and ``state_hash_kind`` (what ``info["state_hash"]`` means,
   recorded with each episode's parameters: a :class:`adapters.jericho_env.StateHash` value, or None
   where the hash is just a digest of the observation).

@@ -26,7 +26,7 @@ from typing import Any
 from adapters.base import AdapterError
 from adapters.browser import Browser, OriginGuard
 from adapters.web_observation import (
-    ActionError, ElementIds, enumerate_candidates, execute, parse_action, render_observation, short_url,
+    ActionError, ElementIds, action_key, enumerate_candidates, execute, parse_action, render_observation, short_url,
     state_key, take_snapshot,
 )
 
@@ -156,13 +156,14 @@ class MiniWoBEnv:
         raw = float(meta["raw"] or 0.0) if done else 0.0
         url = self.page.url
         if done:
-            roots, candidates = [], []
+            roots, candidates, keys = [], [], []
             obs = f"goal: {self.goal}\nurl: {short_url(url)}\nepisode over: reward {raw:g}"
             key = f"done {raw:g}"
         else:
             roots = take_snapshot(self.page, self.ids)
             scrollable = bool(self.page.evaluate("() => document.documentElement.scrollHeight > window.innerHeight + 4"))
             candidates = enumerate_candidates(self.goal, roots, can_scroll=scrollable)
+            keys = [action_key(c, self.goal, roots) for c in candidates]
             obs = render_observation(self.goal, url, roots, error)
             key = state_key(self.goal, url, roots)
         self._roots = roots
@@ -172,6 +173,7 @@ class MiniWoBEnv:
             "game_over": False, "moves": self._steps, "valid_actions_seconds": 0.0, "goal": self.goal, "url": url,
             "raw_reward": raw, "done": done,
             "error": error, "blocked_requests": len(self.guard.blocked), "reason": meta.get("reason"),
+            "action_keys": keys,
         }
 
     def close(self) -> None:

@@ -371,6 +371,53 @@ def enumerate_candidates(
     return list(dict.fromkeys(out))[:max_candidates]
 
 
+def action_key(text: str, goal: str, roots: list[Node]) -> str:
+    """What an action does, without what makes it this instance's: the memory's key for the action.
+
+    The element id becomes the element's role and accessible name; a name or argument equal to one of the
+    goal's texts (:func:`goal_texts`) becomes ``"#goal"``, as the state key masks them; elements that the
+    role and masked name do not tell apart get their position among such elements (``#2``, ``#3``: the first
+    has none). Actions without an element are their own key. Examples: ``click [7] "Submit"`` →
+    ``click button "Submit"``; ``type [4] "Paris"`` with the goal ``Enter "Paris"`` → ``type textbox "#goal"``.
+
+    Args:
+        text: the concrete action string (:func:`enumerate_candidates`).
+        goal: the task's goal.
+        roots: the page's tree, element ids assigned (:class:`ElementIds`).
+
+    Returns:
+        the key; ``text`` itself when it is not an action of the grammar or names no element on the page.
+    """
+    try:
+        action = parse_action(text)
+    except ActionError:
+        return text
+    if action.element is None:
+        return text
+    wanted = {t.lower() for t in goal_texts(goal)}
+
+    def masked(value: str) -> str:
+        return '"#goal"' if value.lower() in wanted else quote(value[:40])
+
+    like: dict[str, int] = {}
+    found = None
+    for root in roots:
+        for n in root.walk():
+            if n.id is None:
+                continue
+            ident = f"{n.role} {masked(n.name) if n.name else ''}".rstrip()
+            like[ident] = like.get(ident, 0) + 1
+            if n.id == action.element:
+                found = (ident, like[ident])
+    if found is None:
+        return text
+    ident, position = found
+    arg = f" {masked(action.text)}" if action.text is not None and action.kind != "click" else ""
+    if action.kind == "click" and action.text is not None and not ident.endswith(masked(action.text)):
+        arg = f" {masked(action.text)}"  # a click on a text inside a block: which text matters
+    return f"{action.kind} {ident}{arg}{f' #{position}' if position > 1 else ''}"
+
+
 def short_texts(roots: list[Node], limit: int = 5, max_len: int = 40) -> list[str]:
     """Short non-interactive texts of the page (answer candidates for retrieval tasks)."""
     found = [n.text.strip() for r in roots for n in r.walk() if n.text and not n.clickable and 0 < len(n.text.strip()) <= max_len]

@@ -60,6 +60,7 @@ WEB_PRIOR = typer.Option(WEB_DEFAULTS["prior"], "--prior", help=_PRIOR_HELP)
 STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world states the same for --exact-match and cycle avoidance: jericho (Jericho's hash of the object tree), unordered (the same tree, ignoring the order of objects inside a container, so taking and dropping an object returns to the same state), or local (only the location, what is in it and what the player carries, and the score: visits that differ far away share their experience).")
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's actions up to its last score gain, while the world states match, then explores with the policy.")
+ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
@@ -84,7 +85,7 @@ GAME_POLICY: dict[str, Any] = {
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
-    "prior": WEB_PRIOR,
+    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of

@@ -51,6 +51,7 @@ class CandidateView:
     count: int
     bonus: bool
     posterior: float
+    key: str | None = None  # what memory knows the action by, where it is not the action itself (web: action_key)
 
 
 @dataclass
@@ -243,11 +244,17 @@ class Decision:
     chosen: int
     candidate_tokens: list[list[int]]
     timings: dict[str, float]
+    action_keys: list[str] | None = None  # per candidate, its key in memory (None: the candidates themselves)
 
     @property
     def action(self) -> str:
         """The chosen candidate."""
         return self.candidates[self.chosen]
+
+    @property
+    def memory_action(self) -> str:
+        """What memory stores for the chosen action: its key (:attr:`action_keys`), else the action itself."""
+        return self.action_keys[self.chosen] if self.action_keys else self.action
 
     def views(self) -> list[CandidateView]:
         """One :class:`CandidateView` per candidate."""
@@ -262,6 +269,7 @@ class Decision:
                 q=None if np.isnan(est.q[i]) else float(est.q[i]),
                 count=int(est.counts[i]),
                 bonus=bool(est.bonus[i]),
+                key=self.action_keys[i] if self.action_keys else None,
                 posterior=float(self.posterior[i]),
             )
             for i, a in enumerate(self.candidates)
@@ -334,7 +342,7 @@ class Agent:
             decision.timings["valid_actions"] = valid_seconds
             log = self.step_log(episode, t, obs, info, decision, reward, next_info)
             logs.append(log)
-            records.append(StepRecord(step=t, state_key=decision.key, embedding=decision.vector, action=decision.action,
+            records.append(StepRecord(step=t, state_key=decision.key, embedding=decision.vector, action=decision.memory_action,
                                       reward=0.0, ret=0.0, score=log.new_score, world_hash=info["state_hash"],
                                       observation=obs))
             rewards.append(reward)
@@ -416,6 +424,10 @@ class Agent:
         """
         cfg = self.config
         candidates = list(dict.fromkeys(info["candidates"]))
+        match = candidates  # what memory knows the candidates by: their action keys where the adapter gives them
+        if cfg.abstract_actions and info.get("action_keys"):
+            key_of = dict(zip(info["candidates"], info["action_keys"]))
+            match = [key_of.get(c, c) for c in candidates]
         t0 = time.perf_counter()
         key = info["state_key"]
         vector = self.embedder.embed(key)
@@ -427,7 +439,7 @@ class Agent:
         timings["retrieval"] = time.perf_counter() - t0
         ctx.cycles.arrive(info["state_hash"] or key, info["score"])
         est = estimate_advantages(
-            candidates, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
+            match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
             optimistic=cfg.optimistic,
@@ -448,7 +460,8 @@ class Agent:
         post_p = np.exp(log_softmax(z_post))
         timings["update"] = time.perf_counter() - t0
         ctx.cycles.leave(candidates[chosen])
-        return Decision(candidates, key, vector, est, scored, prior_p, post_p, chosen, cand_tokens, timings)
+        return Decision(candidates, key, vector, est, scored, prior_p, post_p, chosen, cand_tokens, timings,
+                        match if match is not candidates else None)
 
     @staticmethod
     def step_log(episode: int, t: int, obs: str, info: dict[str, Any], decision: Decision, reward: float,

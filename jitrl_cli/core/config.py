@@ -59,6 +59,9 @@ class AgentConfig:
         replay_best: phased exploration (Go-Explore, Ecoffet et al. 2021; XTX, Tuyls et al. 2022): each
             episode first replays the best stored episode's actions up to its last score gain (its
             frontier), as long as the world states match, then explores with the policy.
+        abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
+            and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
+            action by its key, so what one instance or task taught applies to the next; else by its string.
     """
 
     beta: float = 3.0
@@ -84,6 +87,7 @@ class AgentConfig:
     optimistic: bool = False
     prior: Prior = Prior.sequence
     replay_best: bool = False
+    abstract_actions: bool = True
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""

@@ -1,0 +1,77 @@
+"""Actions that transfer between web instances: the memory keys an action by what it does (the element's role
+and name, goal values masked), not by the instance's element id and words. Real MiniWoB++ pages in headless
+Chromium, the real model and memory."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+
+from adapters.web_observation import Node, action_key
+from tests.conftest import run_cli
+from tests.test_web import browser, quoted  # noqa: F401  (the module-scoped browser fixture)
+
+
+def test_action_key_masks_goal_values_ids_and_tells_like_elements_apart():
+    roots = [Node("main", children=[Node("button", "Paris", ref="e1", id=3), Node("textbox", ref="e2", id=4),
+                                    Node("button", "Submit", ref="e3", id=5), Node("checkbox", ref="e4", id=6),
+                                    Node("checkbox", ref="e5", id=7)])]
+    goal = 'Enter "Paris" and press Submit.'
+    assert action_key('click [3] "Paris"', goal, roots) == 'click button "#goal"'
+    assert action_key('type [4] "Paris"', goal, roots) == 'type textbox "#goal"'
+    assert action_key('click [5] "Submit"', goal, roots) == 'click button "Submit"'
+    assert action_key("click [6] checkbox", goal, roots) == "click checkbox"
+    assert action_key("click [7] checkbox", goal, roots) == "click checkbox #2"  # told apart by position
+    assert action_key("scroll down", goal, roots) == "scroll down"
+    assert action_key("click [99]", goal, roots) == "click [99]"  # no such element: the string itself
+
+
+def test_the_goal_button_has_one_key_in_every_click_button_instance(browser):  # noqa: F811
+    from adapters.miniwob_env import MiniWoBEnv
+
+    env = MiniWoBEnv("click-button", browser, seed=0)
+    concrete, keys = set(), set()
+    try:
+        for _ in range(4):
+            _, info = env.reset()
+            target = json.dumps(quoted(info["goal"]))
+            i = next(i for i, c in enumerate(info["candidates"]) if c.startswith("click") and c.endswith(target))
+            concrete.add(info["candidates"][i])
+            keys.add(info["action_keys"][i])
+            assert len(info["action_keys"]) == len(info["candidates"])
+    finally:
+        env.close()
+    assert len(concrete) > 1  # the instances differ (ids, words)
+    assert keys == {'click button "#goal"'}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--abstract-actions", "--exact-actions"])
+def test_what_earlier_instances_taught_reaches_a_new_instance_only_with_abstract_keys(tmp_path, flag):
+    """Four click-button instances: a candidate has experience behind it (count > 0) only where what memory
+    knows it by was taken before; with abstract keys that happens across instances, with exact strings not."""
+    memory, logs = tmp_path / "memory", tmp_path / "logs"
+    result = run_cli("web", "--task", "click-button", "-n", "4", "--seed", "0", "--json", "--memory", str(memory),
+                     "--log-dir", str(logs), flag)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(memory / "memory.sqlite") as con:
+        stored = con.execute("SELECT episode_id, action FROM steps ORDER BY id").fetchall()
+    rows = [json.loads(line) for p in sorted(logs.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    counted = []
+    for row in rows:
+        before = {a for e, a in stored if e < row["episode"]}
+        for c in row["candidates"]:
+            known_as = c["key"] if flag == "--abstract-actions" else c["action"]
+            if c["count"] > 0:
+                assert known_as in before, (row["episode"], c)
+                counted.append(known_as)
+    if flag == "--abstract-actions":
+        assert all(c["key"] for r in rows for c in r["candidates"])
+        assert not any(re.search(r"\[\d+\]", a) for _, a in stored)  # keys, no element ids
+        assert counted  # a new instance's action had an earlier instance's experience behind it
+    else:
+        assert all(c["key"] is None for r in rows for c in r["candidates"])
+        assert all(re.search(r"\[\d+\]", a) for _, a in stored if a.startswith("click"))
