@@ -948,6 +948,15 @@ class MemoryStore:
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
+    def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:
+        """The task of each stored step's episode (its ``params["task"]``; None where it was not recorded)."""
+        ids = sorted({int(i) for i in step_ids if int(i) >= 0})
+        if not ids:
+            return {}
+        rows = self.read("SELECT s.id, json_extract(e.params, '$.task') FROM steps s JOIN episodes e ON e.id = s.episode_id"
+                         f" WHERE s.id IN ({','.join('?' * len(ids))})", ids)
+        return {int(i): t for i, t in rows}
+
     def best_episode_steps(self, game: str) -> list[tuple[str, float | None, str | None]]:
         """The steps of ``game``'s best stored episode (highest score; ties: fewest steps, then the oldest),
         in order, as (action, score after the step, world hash before it); [] when none is stored."""

@@ -75,3 +75,36 @@ def test_what_earlier_instances_taught_reaches_a_new_instance_only_with_abstract
     else:
         assert all(c["key"] is None for r in rows for c in r["candidates"])
         assert all(re.search(r"\[\d+\]", a) for _, a in stored if a.startswith("click"))
+
+
+@pytest.mark.slow
+def test_cross_task_fraction_counts_neighbours_from_other_tasks(tmp_path):
+    """One memory for the suite: click-link's first episode retrieves click-button's steps (all from another
+    task); click-button's second episode retrieves only its own task's."""
+    memory = tmp_path / "memory"
+    result = run_cli("web", "--tasks", "click-button,click-link", "-n", "2", "--seed", "0", "--json",
+                     "--memory", str(memory))
+    assert result.returncode == 0, result.stderr
+    episodes = {(e["task"], e["episode"]): e for e in map(json.loads, result.stdout.splitlines())}
+    assert episodes[("click-button", 1)]["cross_task_fraction"] is None  # an empty memory: nothing retrieved
+    assert episodes[("click-button", 2)]["cross_task_fraction"] == 0.0
+    assert episodes[("click-link", 1)]["cross_task_fraction"] == 1.0
+    assert 0.0 < episodes[("click-link", 2)]["cross_task_fraction"] < 1.0
+    with sqlite3.connect(memory / "memory.sqlite") as con:
+        tasks = [t for (t,) in con.execute("SELECT json_extract(params, '$.task') FROM episodes ORDER BY id")]
+    assert tasks == ["click-button", "click-button", "click-link", "click-link"]
+
+
+def test_tasks_all_is_every_task_but_the_excluded_which_show_nothing_actionable(browser):  # noqa: F811
+    from adapters.miniwob_env import EXCLUDED, MiniWoBEnv, list_tasks
+    from jitrl_cli.runs.session import miniwob_tasks
+
+    names = miniwob_tasks(["all"])
+    assert set(names) == set(list_tasks()) - set(EXCLUDED) and len(names) >= 120
+    for task in ("click-color", "tic-tac-toe"):  # the reason holds: nothing to act on
+        env = MiniWoBEnv(task, browser, seed=0)
+        try:
+            _, info = env.reset()
+            assert info["candidates"] == []
+        finally:
+            env.close()

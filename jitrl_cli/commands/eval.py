@@ -28,7 +28,7 @@ def eval_(
     game: Optional[str] = typer.Argument(None, help="Game name (e.g. zork1) or story file; omit it with --suite or --games."),
     games: Optional[str] = typer.Option(None, "--games", help="Comma list of games (or all: every game found), evaluated one after another into OUT/<game>/, with an aggregate."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Web suite instead of a game: miniwob (with --tasks; --max-steps then defaults to 10)."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MiniWoB++ tasks for --suite miniwob, evaluated one after another."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MiniWoB++ tasks for --suite miniwob, evaluated one after another (all: the 121 that show actionable elements; README lists the excluded)."),
     episodes: int = typer.Option(50, "--episodes", "-n", help="Episodes per arm and seed."),
     max_steps: int = typer.Option(60, "--max-steps", help="Steps per episode (with --suite: 10 unless given)."),
     arms: str = typer.Option("jitrl,static", "--arms", help="Comma list: jitrl (the update), static (β = 0, no memory)."),

@@ -83,6 +83,7 @@ class StepLog:
     prompt_tokens_evaluated: int = 0
     candidate_tokens_evaluated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    cross_task: float | None = None  # share of this step's neighbours from other tasks' episodes (None: none retrieved)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (candidates as a list of dicts)."""
@@ -121,6 +122,7 @@ class EpisodeResult:
     params: dict[str, Any]
     memory_steps: int
     reflection_seconds: float = 0.0
+    cross_task_fraction: float | None = None  # mean share of neighbours from other tasks, over steps that had any
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -218,6 +220,7 @@ class EpisodeContext:
     cycles: CycleTracker = field(default_factory=CycleTracker)
     timings: dict[str, float] = field(default_factory=dict)
     replay: list[tuple[str, str | None]] = field(default_factory=list)  # (action, world hash) still to replay
+    task: str | None = None  # the environment's name (a game, a web task), recorded with the episode
 
 
 @dataclass
@@ -245,6 +248,7 @@ class Decision:
     candidate_tokens: list[list[int]]
     timings: dict[str, float]
     action_keys: list[str] | None = None  # per candidate, its key in memory (None: the candidates themselves)
+    cross_task: float | None = None  # share of the neighbours retrieved from other tasks' episodes
 
     @property
     def action(self) -> str:
@@ -408,6 +412,7 @@ class Agent:
         ctx = EpisodeContext(namespace, rng, use_memory, backed, prompt, timings={"env_reset": time.perf_counter() - t0})
         if backed:
             ctx.timings["backup"] = backup_seconds
+        ctx.task = getattr(env, "name", None)
         if use_memory and cfg.replay_best:
             ctx.replay = best_prefix(self.store.best_episode_steps(namespace))
         prompt.start(obs)
@@ -436,6 +441,10 @@ class Agent:
             world = info["state_hash"] if cfg.exact_match else None
             neighbours = retrieve(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world, ctx.backed,
                                   cfg.fill_neighbours)
+        cross_task = None
+        if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
+            tasks = self.store.step_tasks(n.step_id for n in neighbours)
+            cross_task = sum(1 for n in neighbours if tasks.get(n.step_id) not in (None, ctx.task)) / len(neighbours)
         timings["retrieval"] = time.perf_counter() - t0
         ctx.cycles.arrive(info["state_hash"] or key, info["score"])
         est = estimate_advantages(
@@ -461,7 +470,7 @@ class Agent:
         timings["update"] = time.perf_counter() - t0
         ctx.cycles.leave(candidates[chosen])
         return Decision(candidates, key, vector, est, scored, prior_p, post_p, chosen, cand_tokens, timings,
-                        match if match is not candidates else None)
+                        match if match is not candidates else None, cross_task)
 
     @staticmethod
     def step_log(episode: int, t: int, obs: str, info: dict[str, Any], decision: Decision, reward: float,
@@ -474,6 +483,7 @@ class Agent:
             value=est.value, neighbours=est.n_neighbours, reward=reward, new_score=float(next_info["score"]),
             tokens_evaluated=scored.tokens_evaluated, prompt_tokens_evaluated=scored.prompt_tokens_evaluated,
             candidate_tokens_evaluated=scored.candidate_tokens_evaluated, timings=decision.timings,
+            cross_task=decision.cross_task,
         )
 
     def assign_credit(self, ctx: EpisodeContext, logs: list[StepLog], records: list[StepRecord], env_rewards: list[float],
@@ -525,7 +535,7 @@ class Agent:
             (the stored episode's id or None, the episode's uuid, its params, seconds the write took).
         """
         run_id = uuid.uuid4().hex
-        params = self.config.to_params()
+        params = self.config.to_params() | ({"task": ctx.task} if ctx.task else {})
         if env.state_hash_kind is not None:
             params["state_hash"] = env.state_hash_kind
         episode_id = None
@@ -564,4 +574,6 @@ class Agent:
             memory_write_seconds=write_seconds, model=self.model_name, params=params,
             memory_steps=self.store.count_steps(namespace) if self.store is not None else 0,
             reflection_seconds=reflection_seconds,
+            cross_task_fraction=(statistics.fmean(shares) if (shares := [log.cross_task for log in logs
+                                                                          if log.cross_task is not None]) else None),
         )

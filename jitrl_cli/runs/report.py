@@ -15,6 +15,8 @@ episodes every seed finished):
     auc                           area under the mean curve by the trapezoid rule, divided by
                                   E − 1 (so a flat curve at c has auc c); auc_normalized = auc / max_score
     mean_score, success_rate      mean ``score`` and fraction of ``victory`` episodes, over the same episodes
+    cross_task_fraction           mean share of retrieved neighbours from other tasks' episodes, over the
+                                  episodes that retrieved any (None where none did)
 
 For the ``success`` measure max_score is 1, so normalized = average.
 
@@ -100,13 +102,14 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``curve_mean``, ``curve_std``, ``average``, ``final``, ``last10``, ``best``, ``auc``, ``mean_score``,
-        ``success_rate`` and ``seconds_per_step_median`` (see the module docstring).
+        ``success_rate``, ``seconds_per_step_median`` and ``cross_task_fraction`` (see the module docstring).
     """
     x = np.asarray(x, dtype=float)
     e = x.shape[1]
     curve = x.mean(axis=0)
     last = min(10, e)
     steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
+    cross = [r["cross_task_fraction"] for r in counted if r.get("cross_task_fraction") is not None]
     return {
         "curve_mean": curve.tolist(), "curve_std": std_over_seeds(x).tolist(),
         "average": mean_std(x.mean(axis=1)),
@@ -117,6 +120,7 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_score": float(np.mean([r["score"] for r in counted])),
         "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
         "seconds_per_step_median": statistics.median(steps) if steps else None,
+        "cross_task_fraction": statistics.fmean(cross) if cross else None,
     }
 
 
@@ -171,7 +175,7 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
             "normalized": float(scores.mean() / max_score) if max_score else None,
             "auc": stats["auc"],
             "auc_normalized": stats["auc"] / max_score if max_score else None,
-            **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate")},
+            **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate", "cross_task_fraction")},
         }
     return summary
 

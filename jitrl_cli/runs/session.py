@@ -16,7 +16,7 @@ from typing import Any
 from adapters.browser import Browser
 from adapters.jericho_env import JerichoEnv, check_story_file
 from adapters.miniwob_env import NAMESPACE as MINIWOB_NAMESPACE
-from adapters.miniwob_env import MiniWoBEnv, task_path
+from adapters.miniwob_env import MiniWoBEnv, supported_tasks, task_path
 from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.llm.backend import Backend, Model, Scorer
@@ -148,7 +148,8 @@ WEBARENA_MAX_STEPS = 30
 
 
 def miniwob_tasks(names: list[str]) -> list[str]:
-    """MiniWoB task names, stripped, blanks and repeats dropped, each checked against the task list.
+    """MiniWoB task names, stripped, blanks and repeats dropped, each checked against the task list (``["all"]``:
+    every supported task, :func:`adapters.miniwob_env.supported_tasks`).
 
     Returns:
         the names in their first-seen order (``[]`` when none is given).
@@ -157,6 +158,8 @@ def miniwob_tasks(names: list[str]) -> list[str]:
         AdapterError: one line naming the first unknown task and some similar ones.
     """
     names = list(dict.fromkeys(t.strip() for t in names if t and t.strip()))
+    if names == ["all"]:
+        return supported_tasks()
     for name in names:
         task_path(name)  # AdapterError for unknown tasks
     return names
