@@ -11,11 +11,11 @@ import typer
 from adapters.base import AdapterError
 from jitrl_cli import __version__
 from jitrl_cli.commands import options
-from jitrl_cli.commands.eval import eval_, report
+from jitrl_cli.commands.eval import eval_, given_options, report
 from jitrl_cli.commands.memory import memory_app
 from jitrl_cli.commands.view import EpisodeView, StepLogger, WorkersView, episode_line, summary_table
 from jitrl_cli.commands.web import web
-from jitrl_cli.core.config import AgentConfig
+from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset
 from jitrl_cli.core.validation import check_options, install_option_checks
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
@@ -59,6 +59,7 @@ def _root(
 @options.with_policy_options(options.GAME_POLICY)
 @options.with_backend_options
 def play(
+    ctx: typer.Context,
     game: str = typer.Argument(..., help="Game name (e.g. zork1) or path to a story file (.z5/.z8/...)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Episodes to play."),
     max_steps: int = typer.Option(50, "--max-steps", help="Steps per episode."),
@@ -73,8 +74,11 @@ def play(
     log_dir: Optional[Path] = options.LOG_DIR,
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
     workers: int = options.WORKERS,
+    paper: bool = options.PAPER,
 ) -> None:
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
+    if paper:
+        policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
     check_options(episodes=episodes, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout,
                   state_hash=state_hash)
     config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)

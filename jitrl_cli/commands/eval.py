@@ -9,7 +9,7 @@ import typer
 
 from jitrl_cli.commands import options
 from jitrl_cli.commands.view import EvalProgressView, print_summary
-from jitrl_cli.core.config import AgentConfig
+from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
@@ -42,6 +42,7 @@ def eval_(
     valid_actions_timeout: float = options.VALID_ACTIONS_TIMEOUT,
     workers: int = options.WORKERS,
     ray: Optional[str] = typer.Option(None, "--ray", help="Run the arm × seed jobs as Ray tasks on the cluster at this address (host:port, ray://host:10001, auto; local = start one here). Needs pip install 'jitrl[ray]'."),
+    paper: bool = options.PAPER,
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
@@ -51,6 +52,8 @@ def eval_(
 
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
+    if paper:
+        policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
     arm_names = parse_arms(arms)
     check_options(episodes=episodes, seeds=seeds, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)

@@ -6,8 +6,8 @@ only, and cycle avoidance"): exact world-state match with ANN neighbours only fo
 visited, cycle avoidance, Q̂ = the best return, deterministic UCB exploration, γ 0.95, β 30, k 50,
 and the sequence prior (``--prior constrained`` is the faster step; it learned worse on zork1:
 bench/RESULTS.md, "The constrained prior").
-The paper's settings are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
---gamma 0.5 --beta 3 --k 10`.
+The paper's settings (`--paper`) are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
+--gamma 0.5 --beta 3 --k 10 --alpha 5 --bonus-prob 0.65` (α and λ of the paper's exploration bonus).
 `jitrl web` and `eval --suite` keep the paper's settings (``WEB_DEFAULTS``), which the MiniWoB++
 runs of issue 4 measured.
 """
@@ -61,6 +61,7 @@ STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world 
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's actions up to its last score gain, while the world states match, then explores with the policy.")
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
+PAPER = typer.Option(False, "--paper", help="The paper's settings for the options not given: --beta 3 --gamma 0.5 --k 10 --exploration paper --alpha 5 --bonus-prob 0.65 --q-estimate mean --no-exact-match --no-avoid-cycles.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
 LOG_DIR = typer.Option(None, "--log-dir", help="Write one JSONL row per step here.")
