@@ -30,3 +30,24 @@ def test_paper_settings_land_in_an_evals_run_file(tmp_path):
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "run.json").read_text())
     assert run["gamma"] == 0.5 and run["alpha"] == 5.0 and run["exact_match"] is False and run["k"] == 10
+
+
+@pytest.mark.slow
+def test_prompt_inventory_shows_what_the_player_carries_in_the_transcript(zork1):
+    from jitrl_cli.core.config import AgentConfig
+    from jitrl_cli.llm.backend import Backend
+    from jitrl_cli.runs.session import open_game_session
+    from memories.embedding import get_embedder
+
+    session = open_game_session(zork1, Backend.from_options(None, 2048), 10, 10.0)
+    try:
+        for flag in (True, False):
+            agent = session.agent(get_embedder(), None, AgentConfig(prompt_inventory=flag, learn=False))
+            ctx, obs, info = agent.begin_episode(session.env, "zork1", 1, session.header)
+            for action in ("open mailbox", "take leaflet"):
+                obs, _, _, _, info = session.env.step(action)
+                ctx.prompt.append(ctx.prompt.candidate_tokens(action), agent.prompt_text(obs, info))
+            text = session.llm.detokenize(ctx.prompt.tokens())
+            assert ("[carrying: nothing]" in text and "[carrying: leaflet]" in text) == flag, text[-300:]
+    finally:
+        session.close()

@@ -61,6 +61,7 @@ STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world 
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's actions up to its last score gain, while the world states match, then explores with the policy.")
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
+PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
 PAPER = typer.Option(False, "--paper", help="The paper's settings for the options not given: --beta 3 --gamma 0.5 --k 10 --exploration paper --alpha 5 --bonus-prob 0.65 --q-estimate mean --no-exact-match --no-avoid-cycles.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
@@ -81,7 +82,7 @@ GAME_POLICY: dict[str, Any] = {
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
     "optimistic": OPTIMISTIC, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
-    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "greedy": GREEDY,
+    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {

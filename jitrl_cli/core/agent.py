@@ -352,7 +352,7 @@ class Agent:
             rewards.append(reward)
             if observer is not None:
                 observer.on_step(log)
-            ctx.prompt.append(decision.candidate_tokens[decision.chosen], next_obs)
+            ctx.prompt.append(decision.candidate_tokens[decision.chosen], self.prompt_text(next_obs, next_info))
             obs, info = next_obs, next_info
             if terminated or truncated:
                 break
@@ -388,6 +388,13 @@ class Agent:
             return env
         return DeathPenalty(env, penalty) if penalty else env
 
+    def prompt_text(self, obs: str, info: dict[str, Any]) -> str:
+        """What the transcript shows of a state: the observation, and with ``prompt_inventory`` what the player
+        carries (``info["inventory"]``), so the model need not remember it from far back in the transcript."""
+        if self.config.prompt_inventory and info.get("inventory") is not None:
+            return f"{obs.rstrip()}\n[carrying: {', '.join(info['inventory']) or 'nothing'}]"
+        return obs
+
     def begin_episode(self, env: Environment, namespace: str, episode: int, header: str
                       ) -> tuple[EpisodeContext, str, dict[str, Any]]:
         """Set up an episode: its sampler, its view of memory (refreshed; the backed-up returns for
@@ -415,7 +422,7 @@ class Agent:
         ctx.task = getattr(env, "name", None)
         if use_memory and cfg.replay_best:
             ctx.replay = best_prefix(self.store.best_episode_steps(namespace))
-        prompt.start(obs)
+        prompt.start(self.prompt_text(obs, info))
         return ctx, obs, info
 
     def decide(self, ctx: EpisodeContext, obs: str, info: dict[str, Any], timings: dict[str, float]) -> Decision:

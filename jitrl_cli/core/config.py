@@ -74,6 +74,7 @@ class AgentConfig:
         abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.
+        prompt_inventory: the transcript shows what the player carries after every observation.
     """
 
     beta: float = 3.0
@@ -100,6 +101,7 @@ class AgentConfig:
     prior: Prior = Prior.sequence
     replay_best: bool = False
     abstract_actions: bool = True
+    prompt_inventory: bool = False
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""
