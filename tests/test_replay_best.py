@@ -17,10 +17,13 @@ from tests.conftest import run_cli
 ROUTE = ["north", "east", "open window", "west", "take all"]  # the kitchen (+10) on the 4th step
 
 
-def test_best_prefix_ends_at_the_first_step_with_the_best_score():
+def test_best_prefix_ends_at_the_first_step_with_the_best_score_without_loops():
     steps = [("a", 0.0, "h0"), ("b", 10.0, "h1"), ("c", 10.0, "h2"), ("d", 35.0, "h3"), ("e", 35.0, "h4")]
     assert best_prefix(steps) == [("a", "h0"), ("b", "h1"), ("c", "h2"), ("d", "h3")]
     assert best_prefix([("a", 36.0, "h0"), ("b", 36.0, "h1")]) == []  # never scored: nothing to replay
+    # a loop (h1 → h2 → back to h1) is erased: the replay goes straight on from h1
+    wander = [("a", 0.0, "h0"), ("b", 0.0, "h1"), ("c", 0.0, "h2"), ("d", 0.0, "h1"), ("e", 10.0, "h3"), ("f", 10.0, "h4")]
+    assert best_prefix(wander) == [("a", "h0"), ("d", "h1"), ("e", "h3")]
     assert best_prefix([]) == []
 
 
