@@ -958,9 +958,11 @@ class MemoryStore:
         return {int(i): t for i, t in rows}
 
     def best_episode_steps(self, game: str) -> list[tuple[str, float | None, str | None]]:
-        """The steps of ``game``'s best stored episode (highest score; ties: fewest steps, then the oldest),
-        in order, as (action, score after the step, world hash before it); [] when none is stored."""
-        best = self.read("SELECT id FROM episodes WHERE game = ? ORDER BY score DESC, steps ASC, id ASC LIMIT 1", (game,))
+        """The steps of ``game``'s best stored episode, in order, as (action, score after the step, world hash
+        before it); [] when none is stored. The best episode reached the highest score any stored step shows
+        (the score it ended with may be lower: a death), the earliest among those that did (then the oldest)."""
+        best = self.read("SELECT episode_id FROM steps WHERE game = ? AND score = (SELECT MAX(score) FROM steps WHERE game = ?)"
+                         " GROUP BY episode_id ORDER BY MIN(step), episode_id LIMIT 1", (game, game))
         if not best:
             return []
         rows = self.read("SELECT action, score, world_hash FROM steps WHERE episode_id = ? ORDER BY step", (best[0][0],))

@@ -65,3 +65,25 @@ def test_an_episode_replays_the_best_stored_route_to_its_frontier_then_explores(
             assert json.loads(result.stdout)["score"] >= 10
         else:
             assert actions[:4] != ROUTE[:4]
+
+
+def test_the_best_episode_is_the_one_that_reached_the_highest_score_first(tmp_path):
+    """An episode that reached 35 and then died (ending at 25) beats one that ended at 30; of two that reached
+    35, the one that got there in fewer steps wins."""
+    import numpy as np
+
+    embedder = get_embedder()
+
+    def episode(store, scores, tag):
+        steps = [StepRecord(step=t, state_key=f"s{t}", embedding=np.ones(embedder.dim, dtype=np.float32),
+                            action=f"{tag}{t}", reward=0.0, ret=0.0, score=s, world_hash=f"{tag}h{t}", observation="")
+                 for t, s in enumerate(scores)]
+        store.write_episode(EpisodeRecord(uuid=uuid.uuid4().hex, game="zork1", score=scores[-1], steps=len(scores)), steps)
+
+    with MemoryStore(tmp_path / "memory", embedder) as store:
+        episode(store, [0.0, 10.0, 30.0, 30.0], "a")
+        episode(store, [0.0, 10.0, 10.0, 35.0, 25.0], "b")  # died after reaching 35
+        episode(store, [0.0, 0.0, 10.0, 10.0, 35.0], "c")  # reached 35 one step later
+        steps = store.best_episode_steps("zork1")
+    assert [a for a, _, _ in steps] == ["b0", "b1", "b2", "b3", "b4"]
+    assert [a for a, _ in best_prefix(steps)] == ["b0", "b1", "b2", "b3"]
