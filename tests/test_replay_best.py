@@ -49,22 +49,25 @@ def store_route(zork1, memory) -> None:
 
 
 @pytest.mark.slow
-def test_an_episode_replays_the_best_stored_route_to_its_frontier_then_explores(zork1, tmp_path):
+def test_episodes_replay_the_best_stored_route_to_a_drawn_point_then_explore(zork1, tmp_path):
     logs = tmp_path / "logs"
-    for flag, replayed in (("--replay-best", True), ("--no-replay-best", False)):
+    drawn = {}
+    for flag in ("--replay-best", "--no-replay-best"):
         memory = tmp_path / flag / "memory"
         store_route(zork1, memory)
-        # β 0: the policy alone (the prior) would not walk the route; the replay does
-        result = run_cli("play", "zork1", "-n", "1", "--max-steps", "6", "--json", "--memory", str(memory),
+        # β 0: the policy alone (the prior) would not walk the route; the replay walks a prefix of it
+        result = run_cli("play", "zork1", "-n", "4", "--max-steps", "6", "--json", "--memory", str(memory),
                          "--log-dir", str(logs / flag), "--seed", "3", "--beta", "0", flag)
         assert result.returncode == 0, result.stderr
         rows = [json.loads(line) for path in sorted((logs / flag).glob("*.jsonl")) for line in path.read_text().splitlines()]
-        actions = [r["action"] for r in rows]
-        if replayed:
-            assert actions[:4] == ROUTE[:4]  # up to the frontier (the kitchen), not the step after it
-            assert json.loads(result.stdout)["score"] >= 10
-        else:
-            assert actions[:4] != ROUTE[:4]
+        for episode in range(1, 5):
+            actions = [r["action"] for r in rows if r["episode"] == episode]
+            shared = min(len(actions), len(ROUTE))
+            drawn[flag, episode] = next((i for i in range(shared) if actions[i] != ROUTE[i]), shared)
+    replayed = [drawn["--replay-best", e] for e in range(1, 5)]
+    assert all(1 <= n <= 5 for n in replayed)  # every episode starts on the route
+    assert max(replayed) >= 4  # some replay reaches the frontier (the kitchen, step 4)
+    assert sum(drawn["--no-replay-best", e] for e in range(1, 5)) < sum(replayed)
 
 
 def test_the_best_episode_is_the_one_that_reached_the_highest_score_first(tmp_path):

@@ -437,7 +437,10 @@ class Agent:
             ctx.timings["backup"] = backup_seconds
         ctx.task = getattr(env, "name", None)
         if use_memory and cfg.replay_best:
-            ctx.replay = best_prefix(self.store.best_episode_steps(namespace))
+            # Go-Explore's return: to a state drawn uniformly along the best path (its frontier included), so
+            # exploration also starts before a frontier that leads only to dead ends (zork1's dark cellar)
+            path = best_prefix(self.store.best_episode_steps(namespace))
+            ctx.replay = path[: int(rng.integers(1, len(path) + 1))] if path else []
         prompt.start(self.prompt_text(obs, info))
         return ctx, obs, info
 

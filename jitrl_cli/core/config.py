@@ -69,8 +69,9 @@ class AgentConfig:
         prior: how the LLM's token logits become the prior over the candidates
             (:class:`jitrl_cli.llm.scoring.Prior`).
         replay_best: phased exploration (Go-Explore, Ecoffet et al. 2021; XTX, Tuyls et al. 2022): each
-            episode first replays the best stored episode's actions up to its last score gain (its
-            frontier), as long as the world states match, then explores with the policy.
+            episode first replays the best stored episode's path (loops erased) to a state drawn uniformly
+            along it, up to its frontier (where it first reached its best score), as long as the world
+            states match, then explores with the policy.
         abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.
