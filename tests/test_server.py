@@ -49,6 +49,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(proc: subprocess.Popen, probe: str, name: str, timeout: float = 120) -> None:
+    """Wait until GET ``probe`` answers 200; fail if the server process exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{name} exited at start"
+        try:
+            if httpx.get(probe, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{name} did not start in {timeout:.0f} s"
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def lcp_server(model_path):
     """llama-cpp-python's OpenAI-compatible server with the default GGUF on a free loopback port."""
@@ -59,16 +73,7 @@ def lcp_server(model_path):
                              "--n_threads", "1", "--n_ctx", "1024", "--logits_all", "true"],
                             stdout=log, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, "llama_cpp.server exited at start"
-        try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "llama_cpp.server did not start in 120 s"
-        time.sleep(0.3)
+    wait_until_up(proc, url + "/v1/models", "llama_cpp.server")
     yield url, proc
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -94,16 +99,8 @@ def start_llama_server(model_path: Path) -> tuple[str, subprocess.Popen]:
                              "-t", "1", "-c", "4096", "-np", "1", "--no-repack", "--no-webui"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, "llama-server exited at start"
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return url, proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "llama-server did not start in 120 s"
-        time.sleep(0.3)
+    wait_until_up(proc, url + "/health", "llama-server")
+    return url, proc
 
 
 def stop(proc: subprocess.Popen) -> None:
