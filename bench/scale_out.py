@@ -52,28 +52,15 @@ def throughput(episodes: int) -> dict:
 
 
 def overhead(url: str, steps: int) -> dict:
-    from adapters.jericho_env import JerichoEnv
-    from jitrl_cli.llm.prompt import TranscriptPrompt
+    from bench.server_check import zork1_walk
     from jitrl_cli.llm.server import ServerClient, ServerModel, ServerScorer
-    from jitrl_cli.paths import require_game
 
     model = ServerModel(ServerClient(url), "llamacpp", None, 4096)
     scorer = ServerScorer(model)
-    env = JerichoEnv(require_game("zork1", None), max_steps=steps + 1)
-    prompt = TranscriptPrompt(model.tokenize, "The following is a transcript of an expert player of Zork I.", 3000)
-    obs, info = env.reset()
-    prompt.start(obs)
     rows = []
-    for _ in range(steps):
-        cands = [prompt.candidate_tokens(a) for a in info["candidates"]]
-        scored = scorer.score(prompt.tokens(), cands)
+    for tokens, cands in zork1_walk(model.tokenize, steps, 3000):
+        scored = scorer.score(tokens, cands)
         rows.append((scored.seconds * 1000, scored.server_ms, len(cands)))
-        action = info["candidates"][0]
-        obs, _, done, _, info = env.step(action)
-        if done:
-            break
-        prompt.append(prompt.candidate_tokens(action), obs)
-    env.close()
     scorer.close()
     model.close()
     wall, server, n = (np.array(c) for c in zip(*rows))

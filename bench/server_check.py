@@ -33,6 +33,25 @@ from jitrl_cli.llm.server import ServerClient, ServerModel, ServerScorer  # noqa
 from jitrl_cli.paths import require_game  # noqa: E402
 
 
+def zork1_walk(tokenize, steps: int, max_tokens: int):
+    """``steps`` real zork1 steps, always taking the first valid action: yields (prompt tokens, candidate token
+    lists) per step, the transcript prompt built with ``tokenize`` (the server's tokenizer)."""
+    env = JerichoEnv(require_game("zork1", None), max_steps=steps + 1)
+    prompt = TranscriptPrompt(tokenize, "The following is a transcript of an expert player of Zork I.", max_tokens)
+    try:
+        obs, info = env.reset()
+        prompt.start(obs)
+        for _ in range(steps):
+            yield prompt.tokens(), [prompt.candidate_tokens(a) for a in info["candidates"]]
+            action = info["candidates"][0]
+            obs, _, done, _, info = env.step(action)
+            if done:
+                return
+            prompt.append(prompt.candidate_tokens(action), obs)
+    finally:
+        env.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", required=True)
@@ -45,28 +64,17 @@ def main() -> None:
 
     model = ServerModel(ServerClient(args.server), args.server_api, args.server_model, 8192)
     scorer = ServerScorer(model)
-    env = JerichoEnv(require_game("zork1", None), max_steps=args.steps + 1)
-    prompt = TranscriptPrompt(model.tokenize, "The following is a transcript of an expert player of Zork I.", 7000)
-    obs, info = env.reset()
-    prompt.start(obs)
     diffs, batched_s, single_s = [], [], []
-    for t in range(args.steps):
-        cands = [prompt.candidate_tokens(a) for a in info["candidates"]]
+    for t, (tokens, cands) in enumerate(zork1_walk(model.tokenize, args.steps, 7000)):
         t0 = time.perf_counter()
-        batched = scorer.score(prompt.tokens(), cands).logprobs
+        batched = scorer.score(tokens, cands).logprobs
         batched_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        alone = np.array([scorer.score(prompt.tokens(), [c]).logprobs[0] for c in cands])
+        alone = np.array([scorer.score(tokens, [c]).logprobs[0] for c in cands])
         single_s.append(time.perf_counter() - t0)
         diffs.append(float(np.abs(batched - alone).max()))
         print(f"step {t}: {len(cands)} candidates, max |batched − alone| {diffs[-1]:.2e} nats, "
               f"{batched_s[-1]:.3f} s batched, {single_s[-1]:.3f} s one by one", flush=True)
-        action = info["candidates"][0]
-        obs, _, done, _, info = env.step(action)
-        if done:
-            break
-        prompt.append(prompt.candidate_tokens(action), obs)
-    env.close()
     result = {"server": args.server, "api": args.server_api, "model": model.name, "steps": len(diffs),
               "max_diff_nats": max(diffs), "batched_s_per_step": float(np.median(batched_s)),
               "one_by_one_s_per_step": float(np.median(single_s)), "workers": {}}
