@@ -113,6 +113,7 @@ def test_play_with_two_workers_stores_every_episode_whole_in_one_memory(tmp_path
     assert check.returncode == 0 and "ok" in check.stdout, check.stdout + check.stderr
 
 
-def test_workers_and_ray_are_refused_for_web_suites(tmp_path):
-    result = run_cli("eval", "--suite", "miniwob", "--tasks", "click-button", "--workers", "2", "--out", str(tmp_path / "o"))
-    assert result.returncode != 0 and "--workers and --ray run game evals" in result.stderr
+def test_ray_is_refused_for_web_suites(tmp_path):
+    result = run_cli("eval", "--suite", "miniwob", "--tasks", "click-button", "--ray", "local", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "--ray runs game evals" in result.stderr
+    assert not (tmp_path / "o").exists()

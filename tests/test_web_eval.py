@@ -75,10 +75,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
                                        "optimistic", "prior")} == {
             "beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "exact_match": False,
             "avoid_cycles": False, "optimistic": False, "prior": "sequence"}
-        # a fresh memory per arm and seed, inside the task's directory
-        with MemoryStore(d / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
-            assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {r["uuid"] for r in logs["jitrl-seed0"]}
-        assert not (d / "memory" / "static-seed0").exists()
+        assert not (d / "memory").exists()  # the suite's memory is OUT/memory (the task memory is --task-memory)
         for arm, s in ts["arms"].items():
             successes = [float(r["success"]) for r in logs[f"{arm}-seed0"]]
             assert s["curve_mean"] == successes and s["episodes"] == 2
@@ -87,6 +84,20 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
             assert row["final"]["mean"] == successes[-1] and row["last10"]["mean"] == pytest.approx(np.mean(successes))
             assert row["mean_score"] == pytest.approx(np.mean([r["score"] for r in logs[f"{arm}-seed0"]]))
             task_curves.setdefault(arm, []).append(successes)
+    # one memory per arm and seed for the whole suite: every task's episodes, recorded with their task
+    assert summary["params"]["memory"] == "suite" and not (out / "memory" / "static-seed0").exists()
+    with MemoryStore(out / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+        stored = dict(store.read("SELECT uuid, params FROM episodes"))
+    jitrl_rows = {t: _logs(out / t)["jitrl-seed0"] for t in TASKS}
+    assert set(stored) == {r["uuid"] for rows in jitrl_rows.values() for r in rows}
+    assert {json.loads(stored[r["uuid"]])["task"] for r in jitrl_rows["enter-text"]} == {"enter-text"}
+    # enter-text (second) can retrieve only click-button's episodes in its first episode
+    first = jitrl_rows["enter-text"][0]
+    assert first["cross_task_fraction"] == (1.0 if first["retrieval_steps"] else None)
+    assert jitrl_rows["click-button"][0]["cross_task_fraction"] is None  # an empty memory: nothing retrieved
+    shares = [summary["tasks"][t]["jitrl"]["cross_task_fraction"] for t in TASKS]
+    assert summary["arms"]["jitrl"]["cross_task_fraction"] == pytest.approx(np.mean([x for x in shares if x is not None]))
+    assert summary["arms"]["static"]["cross_task_fraction"] is None
     for arm, curves in task_curves.items():  # the mean learning curve over tasks
         a = summary["arms"][arm]
         assert a["tasks"] == TASKS and a["seeds"] == [0] and a["episodes"] == 2
@@ -113,8 +124,9 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
     assert _line_counts(out) == counts
     rows = _logs(out / "enter-text")["jitrl-seed0"]
     assert rows[0] == json.loads(lines[0]) and rows[1]["goal"] == json.loads(lines[1])["goal"]
-    with MemoryStore(out / "enter-text" / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
-        assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {r["uuid"] for r in rows}
+    with MemoryStore(out / "memory" / "jitrl-seed0", HashedNgramEmbedder(), writable=False) as store:
+        assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == {
+            r["uuid"] for t in TASKS for r in _logs(out / t)["jitrl-seed0"]}  # the torn episode's memory is gone
 
     # `jitrl report` re-renders the aggregate and every task
     for png in (out / "curve.png", out / "click-button" / "curve.png"):
@@ -134,6 +146,35 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
     assert other.returncode == 2 and "holds a run with other settings (tasks)" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
     assert first_run < 120
+
+
+TIMING = {"uuid", "seconds", "seconds_per_step_median", "seconds_per_step_mean", "timings_mean", "memory_write_seconds",
+          "reflection_seconds"}
+
+
+def _untimed(out):
+    return {str(p.relative_to(out)): [{k: v for k, v in json.loads(x).items() if k not in TIMING}
+                                      for x in p.read_text().splitlines()] for p in sorted(out.glob("*/episodes/*.jsonl"))}
+
+
+@pytest.mark.slow
+def test_suite_with_two_workers_and_task_memories_logs_what_one_process_logs(tmp_path):
+    """--workers 2 plays the arm × seed runs in two processes (own browser and model each): the logs are the
+    one-process logs. --task-memory gives each task a fresh memory: no neighbour comes from another task."""
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        proc = run_cli(*_suite_args(tmp_path / name, "--task-memory", "--arms", "jitrl", "--seeds", "2", *extra), timeout=400)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = proc
+    one, two = _untimed(tmp_path / "one"), _untimed(tmp_path / "two")
+    assert len(one) == 4 and all(len(rows) == 2 for rows in one.values()) and one == two
+    assert all(r["cross_task_fraction"] in (None, 0.0) for rows in one.values() for r in rows)
+    summary = json.loads(runs["two"].stdout)
+    assert summary["params"]["memory"] == "task" and not (tmp_path / "two" / "memory").exists()
+    for task in TASKS:
+        with MemoryStore(tmp_path / "two" / task / "memory" / "jitrl-seed1", HashedNgramEmbedder(), writable=False) as store:
+            assert len(store.read("SELECT uuid FROM episodes")) == 2
+    assert summary["arms"]["jitrl"]["seeds"] == [0, 1]
 
 
 def _write_log(path, arm, seed, successes, task):

@@ -43,6 +43,7 @@ def eval_(
     workers: int = options.WORKERS,
     ray: Optional[str] = typer.Option(None, "--ray", help="Run the arm × seed jobs as Ray tasks on the cluster at this address (host:port, ray://host:10001, auto; local = start one here). Needs pip install 'jitrl[ray]'."),
     paper: bool = options.PAPER,
+    task_memory: bool = typer.Option(False, "--task-memory", help="With --suite: a fresh memory per task (no transfer between tasks). Default: one memory per arm and seed for the whole suite, the paper's cross-task memory."),
     force: bool = typer.Option(False, "--force", help="Continue in --out even if it holds a run with other settings."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (nothing else on stdout)."),
 ) -> None:
@@ -64,6 +65,8 @@ def eval_(
             raise UserError(f"give either GAME ({game}) or --games, not both")
         if suite is not None or tasks is not None:
             raise UserError("--games and --suite/--tasks are exclusive: give one of them")
+    if task_memory and suite is None and tasks is None:
+        raise UserError("--task-memory applies to web suites (--suite miniwob --tasks A,B)")
     with EvalProgressView(json_out) as progress:
         if games is not None:
             check_options(state_hash=state_hash)
@@ -75,12 +78,13 @@ def eval_(
                                  valid_actions_timeout=valid_actions_timeout, state_hash=state_hash, force=force,
                                  progress=progress, workers=workers, ray=ray)
         elif game is None or suite is not None or tasks is not None:  # the web form: --suite miniwob --tasks A,B
-            if workers > 1 or ray:
-                raise UserError("--workers and --ray run game evals; a web suite plays in one browser, one process")
+            if ray:
+                raise UserError("--ray runs game evals; a web suite runs its arm × seed jobs here (--workers N)")
             if state_hash != options.STATE_HASH.default and "state_hash" in given:
                 raise UserError("--state-hash applies to games only (web pages have no world state)")
             summary = eval_suite(game=game, suite=suite, tasks=tasks, config=config, out=out, episodes=episodes, arms=arm_names,
-                                 seeds=seeds, backend=Backend.from_options(**backend), force=force, given=given, progress=progress)
+                                 seeds=seeds, backend=Backend.from_options(**backend), force=force, task_memory=task_memory,
+                                 workers=workers, given=given, progress=progress)
         else:
             check_options(state_hash=state_hash)
             rom = resolve_game(game, rom_dir)

@@ -215,6 +215,7 @@ def run_eval(
     progress: EvalProgress | None = None,
     task: str | None = None,
     before_episode: Callable[[Run, int], None] | None = None,
+    memory_root: Path | None = None,
 ) -> None:
     """Play every missing episode, round-robin over runs (episode 1 of every run, then episode 2, …).
 
@@ -233,6 +234,10 @@ def run_eval(
         before_episode: called as ``(run, episode)`` just before episode ``episode`` (1-based) of
             ``run`` is played, e.g. to choose its problem instance so that every arm sees the same
             problems and a resumed run the same ones as an uninterrupted run.
+        memory_root: where the runs' memories are (``<memory_root>/<arm>-seed<s>/``); None: ``out/memory``.
+            A memory outside ``out`` is shared with other eval directories (a web suite's tasks), so it is
+            not reconciled with this directory's logs alone: the caller reconciles it with every log that
+            writes into it (:func:`reconcile_memory`).
     """
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     agents: dict[Run, Agent] = {}
@@ -244,9 +249,10 @@ def run_eval(
             config = dataclasses.replace(base_config, seed=run.seed, **ARMS[run.arm])
             store = None
             if config.learn:
-                store = MemoryStore(out / "memory" / run.name, embedder)
+                store = MemoryStore((memory_root or out / "memory") / run.name, embedder)
                 stores.append(store)
-                reconcile_memory(store, logged)
+                if memory_root is None:
+                    reconcile_memory(store, logged)
             agents[run] = make_agent(config, store)
             done[run] = len(logged)
             if progress is not None and logged:

@@ -13,6 +13,9 @@ sequential one (each episode starts from an empty prompt cache: :meth:`jitrl_cli
   and its memory directory as a tar archive. The driver alone writes the eval directory (memory first, then
   the log line, as the sequential eval does), so resuming works as without Ray.
 
+A web suite's job (:class:`jitrl_cli.runs.web_eval.WebJob`) is one run over all of the suite's tasks; it runs
+through the same :func:`run_jobs`.
+
 `jitrl play --workers N`: N processes play the episodes 1..n round-robin (worker i plays i, i + N, …) on one
 shared memory; each retrieves from what is stored when it takes each step and writes its episode when the
 episode ends (asynchronous JitRL; the store is safe for concurrent writers and readers catch up).
@@ -144,8 +147,14 @@ def _wait_all(futures: list[Future], poll: Callable[[], None]) -> None:
         poll()
 
 
-def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalProgress | None = None) -> None:
-    """Play ``jobs`` in ``workers`` spawned processes, each job writing its own files in ``out``.
+def run_jobs(play: Callable[[Any, Path, EvalProgress | None], None], jobs: list[Any], out: Path, workers: int,
+             progress: EvalProgress | None = None) -> None:
+    """Call ``play(job, out, progress)`` for every job in ``workers`` spawned processes (each job writing its
+    own files in ``out``); the jobs' progress events reach ``progress`` in this process.
+
+    Args:
+        play: a module-level function (it is pickled by name), e.g. :func:`play_game_job`.
+        jobs: picklable jobs, e.g. :class:`GameJob`.
 
     Raises:
         the first job's error (UserError, AdapterError, ServerError: one line), after the running jobs end.
@@ -155,8 +164,13 @@ def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalPr
         events = manager.Queue()
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                  initargs=(split_threads(workers),)) as pool:
-            futures = [pool.submit(play_game_job, job, out, _QueueProgress(events)) for job in jobs]
+            futures = [pool.submit(play, job, out, _QueueProgress(events)) for job in jobs]
             _wait_all(futures, lambda: _forward(events, progress))
+
+
+def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalProgress | None = None) -> None:
+    """Play the game eval's ``jobs`` in ``workers`` spawned processes (:func:`run_jobs`)."""
+    run_jobs(play_game_job, jobs, out, workers, progress)
 
 
 # -- Ray -------------------------------------------------------------------------------------------------------

@@ -3,17 +3,23 @@
 Layout of a suite directory ``OUT``::
 
     run.json                       the suite's settings: suite, tasks, arms, seeds, episodes, model, agent options
+    memory/<arm>-seed<s>/          the run's one memory for every task (``"memory": "suite"``, the default:
+                                   the paper's cross-task memory; episodes record their task)
     <task>/                        a complete eval directory per task (see :mod:`jitrl_cli.runs.evaluation`):
         run.json                   the suite's settings with ``task`` instead of ``tasks``
-        episodes/<arm>-seed<s>.jsonl, memory/<arm>-seed<s>/ (fresh per arm, seed and task),
+        episodes/<arm>-seed<s>.jsonl
+        memory/<arm>-seed<s>/      only with ``--task-memory`` (``"memory": "task"``): fresh per task
         summary.json, curve.png    written by :func:`jitrl_cli.runs.report.write_report`
     summary.json, curve.png        the aggregate over tasks (:func:`write_suite_report`)
 
-How it runs (:func:`eval_suite`; the command draws the progress and prints the aggregate): tasks one
-after another, each with :func:`jitrl_cli.runs.evaluation.run_eval` (round-robin over the arms × seeds,
-resumable: re-running the same command plays only the missing episodes of every task; when none is
-missing the model and browser are not even started). One headless Chromium and one model serve every
-task (:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``).
+How it runs (:func:`eval_suite`; the command draws the progress and prints the aggregate): one job
+(:class:`WebJob`) per run (arm × seed) plays the tasks one after another in suite order, each with
+:func:`jitrl_cli.runs.evaluation.run_eval` in one headless Chromium with one model
+(:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``). The jobs run one after another, or in
+``--workers N`` spawned processes (:func:`jitrl_cli.runs.parallel.run_jobs`): a run's tasks, log lines
+and memory belong to its job alone, so the logs are the same either way. Resumable: re-running the
+same command plays only the missing episodes of every task; when none is missing the model and browser
+are not even started. A suite memory is reconciled with the run's logs of every task before playing.
 Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
 whatever the arm: the problem ``jitrl web --task T --seed s`` plays in its episode e. So arms are
 compared on the same problems, and a resumed run plays the same problems as an uninterrupted one.
@@ -30,10 +36,13 @@ The aggregate ``OUT/summary.json``::
 
     out, suite, measure ("success"), measure_description, params (OUT/run.json), plot
     tasks:          task → arm → {episodes, seeds, average, final, last10 (mean ± std over seeds),
-                    best, auc, mean_score, success_rate}, copied from OUT/<task>/summary.json
+                    best, auc, mean_score, success_rate, cross_task_fraction}, copied from OUT/<task>/summary.json
     tasks_missing:  tasks of run.json that have no episode logs yet
     arms:           arm → {tasks, seeds, episodes, curve_mean, curve_std, average, final, last10,
-                    auc, mean_score, success_rate, seconds_per_step_median}
+                    auc, mean_score, success_rate, seconds_per_step_median, cross_task_fraction}
+
+``cross_task_fraction`` of an arm is the mean over its tasks of their mean share of retrieved
+neighbours that come from other tasks' episodes (None: nothing was retrieved, e.g. the static arm).
 
 For an arm, with the tasks and seeds it has logs for, E = the fewest episodes any (task, seed)
 finished and x[t, s, e] the success of task t, seed s, episode e: y[s, e] = mean over tasks of
@@ -49,7 +58,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from collections.abc import Collection
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -61,13 +72,16 @@ from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
 from jitrl_cli.llm.scoring import Prior
 from jitrl_cli.runs.evaluation import (
-    EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_eval, run_lists,
+    ARMS, EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, reconcile_memory,
+    run_eval, run_lists,
 )
+from jitrl_cli.runs.parallel import run_jobs
 from jitrl_cli.runs.report import (
     STD_DESCRIPTION, aggregate_arm, episode_value, load_runs, plot_curves, save_report, summarize, write_report,
 )
 from jitrl_cli.runs.session import MINIWOB_MAX_STEPS, miniwob_tasks, open_web_session, start_browser
 from memories.embedding import get_embedder
+from memories.store import MemoryStore
 
 SUITES = ("miniwob",)
 MEASURE = "success"
@@ -124,17 +138,17 @@ def _given(given: Collection[str] | None, name: str) -> bool:
 
 
 def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms: list[str], seeds: int,
-                 backend: Backend) -> dict[str, Any]:
+                 backend: Backend, task_memory: bool = False) -> dict[str, Any]:
     """The suite's ``run.json``: the settings a resumed run must repeat.
 
     Every field of the jitrl arm's :class:`~jitrl_cli.core.agent.AgentConfig` is included (enums by
     value), except ``learn`` (set per arm) and ``death_penalty`` (MiniWoB episodes are never lost);
-    ``seed`` is the first seed.
+    ``seed`` is the first seed; ``memory`` is ``suite`` (one memory per run for all tasks) or ``task``.
     """
     agent = {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(config).items()
              if k not in ("learn", "death_penalty")}
     return {"suite": suite, "tasks": tasks, "episodes": episodes, "arms": arms, "seeds": seeds,
-            **backend.params(), "measure": MEASURE, **agent}
+            **backend.params(), "measure": MEASURE, "memory": "task" if task_memory else "suite", **agent}
 
 
 def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config: AgentConfig, out: Path, episodes: int,
-               arms: list[str], seeds: int, backend: Backend, force: bool,
+               arms: list[str], seeds: int, backend: Backend, force: bool, task_memory: bool = False, workers: int = 1,
                given: Collection[str] | None = None, progress: EvalProgress | None = None) -> dict[str, Any]:
     """Run (or resume) the suite eval into ``out`` and write every report; return the aggregate.
 
@@ -159,6 +173,8 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         arms: arm names from :func:`jitrl_cli.runs.evaluation.parse_arms`.
         backend: the model (:class:`jitrl_cli.llm.backend.Backend`).
         force: continue in ``out`` (and its task directories) even if they hold other settings.
+        task_memory: a fresh memory per task and run (no transfer between tasks) instead of one per run.
+        workers: processes playing the runs (arm × seed) at once, each with its own browser and model.
         given: the parameter names of the options given on ``jitrl eval``'s command line, to tell a
             given option from its default (None: every option counts as given, ``config`` is used as it is).
         progress: told of every episode (see :class:`jitrl_cli.runs.evaluation.EvalProgress`).
@@ -176,39 +192,72 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
     config = dataclasses.replace(config, death_penalty=0.0,
                                  max_steps=config.max_steps if _given(given, "max_steps") else MINIWOB_MAX_STEPS)
     config = dataclasses.replace(config, **web_settings(given))
-    params = suite_params(suite, names, config, episodes, arms, seeds, backend)
+    params = suite_params(suite, names, config, episodes, arms, seeds, backend, task_memory)
     check_run_file(out, params, force)
     for name in names:
         check_run_file(out / name, task_params(params, name), force)
     runs = make_runs(arms, config.seed, seeds)
-    pending = [n for n in names if any(len(read_episodes(episodes_path(out / n, r))) < episodes for r in runs)]
-    if pending:
-        _play(out, suite, names, pending, runs, episodes, config, backend, progress)
+    missing = {run: tuple(n for n in names if len(read_episodes(episodes_path(out / n, run))) < episodes) for run in runs}
+    jobs = [WebJob(run, pending, episodes, config, backend, not task_memory) for run, pending in missing.items() if pending]
+    if jobs:
+        if not task_memory:
+            _reconcile_suite_memories(out, names, [job.run for job in jobs])
+        if progress is not None:
+            progress.start(f"eval {suite}", len(names) * len(runs) * episodes)
+            progress.advance(sum(len(names) - len(pending) for pending in missing.values()) * episodes)
+        if workers > 1 and len(jobs) > 1:
+            run_jobs(play_web_job, jobs, out, min(workers, len(jobs)), progress)
+        else:
+            for job in jobs:
+                play_web_job(job, out, progress)
+        if progress is not None:
+            progress.finish()
     return write_suite_report(out)
 
 
-def _play(out: Path, suite: str, names: list[str], pending: list[str], runs: list[Run], episodes: int, config: AgentConfig,
-          backend: Backend, progress: EvalProgress | None) -> None:
-    """Play the missing episodes of the ``pending`` tasks, one after another, telling ``progress``."""
-    session = open_web_session(backend, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
+@dataclass(frozen=True)
+class WebJob:
+    """One run (arm × seed) of a web suite: the tasks still missing episodes, in suite order (picklable)."""
+
+    run: Run
+    tasks: tuple[str, ...]
+    episodes: int
+    config: AgentConfig  # the jitrl arm's; run_eval applies the arm's overrides and the seed
+    backend: Backend
+    suite_memory: bool  # one memory for every task (OUT/memory/<run>), else OUT/<task>/memory/<run>
+
+
+def play_web_job(job: WebJob, out: Path, progress: EvalProgress | None = None) -> None:
+    """Play the missing episodes of ``job`` into the suite directory ``out``: its tasks one after another, in one
+    browser with one model; episode e of seed s plays problem instance s + e − 1 (the module docstring)."""
+    session = open_web_session(job.backend, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
     embedder = get_embedder()
     try:
-        if progress is not None:
-            progress.start(f"eval {suite}", len(names) * len(runs) * episodes)
-            progress.advance((len(names) - len(pending)) * len(runs) * episodes)  # finished tasks
-        for name in pending:
-            target = session.miniwob_target(name, config.max_steps, seed=config.seed)
+        for name in job.tasks:
+            target = session.miniwob_target(name, job.config.max_steps, seed=job.config.seed)
             try:
-                run_eval(out=out / name, runs=runs, episodes=episodes, target=target, header=session.header,
-                         make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=config,
+                run_eval(out=out / name, runs=[job.run], episodes=job.episodes, target=target, header=session.header,
+                         make_agent=lambda cfg, store: session.agent(embedder, store, cfg), base_config=job.config,
                          embedder=embedder, progress=progress, task=name,
-                         before_episode=lambda run, e, env=target.env: env.select_instance(run.seed, e - 1))
+                         before_episode=lambda run, e, env=target.env: env.select_instance(run.seed, e - 1),
+                         memory_root=out / "memory" if job.suite_memory else None)
             finally:
                 target.close()
-        if progress is not None:
-            progress.finish()
     finally:
         session.close()
+
+
+def _reconcile_suite_memories(out: Path, names: list[str], runs: list[Run]) -> None:
+    """Delete from each learning run's suite memory the episodes no task's log has (killed between the writes)."""
+    embedder = get_embedder()
+    for run in runs:
+        if ARMS[run.arm].get("learn", True) and (out / "memory" / run.name).exists():
+            logged = [e for n in names for e in read_episodes(episodes_path(out / n, run), repair=True)]
+            store = MemoryStore(out / "memory" / run.name, embedder)
+            try:
+                reconcile_memory(store, logged)
+            finally:
+                store.close()
 
 
 def is_suite_dir(out: Path) -> bool:
@@ -237,7 +286,8 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
     logs = {n: load_runs(out / n) for n in task_summaries}  # task → arm → seed → rows
     found = [a for n in logs for a in logs[n]]
     arm_names = list(dict.fromkeys([a for a in params.get("arms", []) if a in found] + found))
-    keys = ("episodes", "seeds", "average", "final", "last10", "best", "auc", "mean_score", "success_rate")
+    keys = ("episodes", "seeds", "average", "final", "last10", "best", "auc", "mean_score", "success_rate",
+            "cross_task_fraction")
     summary: dict[str, Any] = {
         "out": str(out), "suite": params.get("suite"), "measure": MEASURE, "measure_description": MEASURE_DESCRIPTION,
         "std": STD_DESCRIPTION, "params": params,
@@ -249,9 +299,12 @@ def summarize_suite(out: Path, task_summaries: dict[str, dict[str, Any]] | None 
         agg = aggregate_arm({n: logs[n][arm] for n in logs if arm in logs[n]}, lambda _task, row: episode_value(row, MEASURE))
         if agg is None:
             continue
+        shares = [s[arm].get("cross_task_fraction") for s in summary["tasks"].values() if arm in s]
+        shares = [x for x in shares if x is not None]
         summary["arms"][arm] = {"tasks": agg["groups"], "seeds": agg["seeds"], "episodes": agg["episodes"],
                                 **{k: agg[k] for k in ("curve_mean", "curve_std", "average", "final", "last10", "auc",
-                                                       "mean_score", "success_rate", "seconds_per_step_median")}}
+                                                       "mean_score", "success_rate", "seconds_per_step_median")},
+                                "cross_task_fraction": statistics.fmean(shares) if shares else None}
     return summary
 
 
