@@ -134,6 +134,36 @@ def test_next_step_evaluates_only_the_new_tokens(llm, scorer):
     assert again.logprobs[0] == pytest.approx(cold.logprobs[0], abs=TOL_CACHED)
 
 
+def test_reset_keeps_the_header_so_scores_do_not_depend_on_what_was_scored_before(llm, scorer):
+    """reset(keep=header) leaves the KV of the header evaluated alone: an episode does not re-evaluate its
+    header, and its scores are bit-identical whatever was scored before (another episode, another header)."""
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    scorer.reset(keep=prompt.head)
+    first = scorer.score(prompt.tokens(), cands)
+    assert first.prompt_tokens_evaluated == len(prompt.tokens()) - len(prompt.head)
+    prompt.append(cands[0], "Opening the small mailbox reveals a leaflet.")  # the rest of an episode
+    scorer.score(prompt.tokens(), [prompt.candidate_tokens("read leaflet")])
+    scorer.reset(keep=prompt.head)  # the next episode: the header stays, nothing else
+    prompt.start(OBS)
+    again = scorer.score(prompt.tokens(), cands)
+    assert again.prompt_tokens_evaluated == first.prompt_tokens_evaluated
+    assert np.array_equal(again.logprobs, first.logprobs)
+    other = TranscriptPrompt(llm.tokenize, "A transcript of Detective.", max_tokens=1500)
+    other.start(OBS)
+    scorer.reset(keep=other.head)  # another header in between: evaluated alone, then ours again
+    scorer.score(other.tokens(), cands)
+    scorer.reset(keep=prompt.head)
+    third = scorer.score(prompt.tokens(), cands)
+    assert third.prompt_tokens_evaluated == first.prompt_tokens_evaluated
+    assert np.array_equal(third.logprobs, first.logprobs)
+    # the header evaluated alone, then the rest, agrees with one cold batch up to llama.cpp's batch-shape rounding
+    scorer.reset()
+    cold = scorer.score(prompt.tokens(), cands)
+    assert cold.prompt_tokens_evaluated == len(prompt.tokens())
+    assert np.max(np.abs(cold.logprobs - first.logprobs)) <= TOL_CACHED
+
+
 def test_many_candidates_exceeding_sequence_ids(llm, scorer, model_path):
     prompt = _prompt(llm)
     actions = [f"take object number {i}" for i in range(llm.n_seq_max + 10)]

@@ -345,8 +345,9 @@ class Agent:
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         t_episode = time.perf_counter()
         env = self.with_reward_wrappers(env)
-        self.scorer.reset()  # the episode's numbers depend on the episode alone, not on what was scored before
         ctx, obs, info = self.begin_episode(env, namespace, episode, header)
+        # the episode's numbers depend on the episode alone, not on what was scored before; the header's KV stays
+        self.scorer.reset(keep=ctx.prompt.head)
         logs: list[StepLog] = []
         records: list[StepRecord] = []
         rewards: list[float] = []

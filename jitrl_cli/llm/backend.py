@@ -11,6 +11,7 @@ prior)``, ``close``): :class:`jitrl_cli.llm.model.LlamaModel` with
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,8 +36,9 @@ class Scorer(Protocol):
 
     def score(self, prompt: Any, candidates: Any, prior: Prior = Prior.sequence) -> ScoreResult: ...
 
-    def reset(self) -> None:
-        """Forget cached state (a prompt cache), so that what follows does not depend on what came before."""
+    def reset(self, keep: Sequence[int] = ()) -> None:
+        """Forget cached state (a prompt cache) but what ``keep`` (a prefix of the next prompts) alone gives, so
+        that what follows does not depend on what came before."""
 
     def close(self) -> None: ...
 

@@ -56,6 +56,11 @@ class TranscriptPrompt:
             while len(self._turns) > 1 and total > self.max_tokens // 2:
                 total -= len(self._turns.pop(0))
 
+    @property
+    def head(self) -> list[int]:
+        """The header's token ids: the prefix of every prompt of every episode."""
+        return list(self._head)
+
     def tokens(self) -> list[int]:
         """The current prompt's token ids (BOS first if the model uses one)."""
         out = list(self._head)

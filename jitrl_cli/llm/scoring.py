@@ -217,6 +217,7 @@ class CandidateScorer:
         self._lib = llama_cpp
         self.model = model
         self._cached: list[int] = []  # tokens held by sequence 0
+        self._kept: list[int] = []  # the prefix :meth:`reset` keeps (evaluated alone on an empty cache)
         self._batch = llama_cpp.llama_batch_init(model.n_batch, 0, model.n_seq_max)
         self._group = max(1, model.n_seq_max - 1)
 
@@ -272,10 +273,23 @@ class CandidateScorer:
         self._cached = self._cached[:n_tokens]
         return n_tokens
 
-    def reset(self) -> None:
-        """Forget the cached prompt (clears the whole KV cache)."""
+    def reset(self, keep: Sequence[int] = ()) -> None:
+        """Forget the cached prompt, except ``keep``: a prefix that the next prompts start with (the transcript's
+        header).
+
+        Afterwards the KV cache holds exactly what evaluating ``keep`` alone on an empty cache gives. That
+        evaluation happens once; later resets with the same ``keep`` cut the cache back to it. So what is scored
+        next depends on ``keep`` alone, not on what was scored before, and an episode does not re-evaluate its
+        header (about 2 s per MiniWoB episode for the 370-token header on one core).
+        """
+        keep = list(keep)
+        if keep and keep == self._kept and self._cached[: len(keep)] == keep and self.truncate(len(keep)) == len(keep):
+            return
         self._lib.llama_memory_clear(self.model.memory, True)
         self._cached = []
+        self._kept = keep
+        if keep:
+            self._sync_prompt(keep)
 
     def _sync_prompt(self, prompt: Sequence[int]) -> tuple[int, np.ndarray]:
         """Make sequence 0 hold ``prompt``; returns (tokens evaluated, a copy of the raw logits at its end)."""

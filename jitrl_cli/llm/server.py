@@ -270,7 +270,7 @@ class ServerScorer:
         self._openai_ids: bool | None = None  # does the server take token ids (and lists of prompts)?
         self.last_server_ms: float | None = None
 
-    def reset(self) -> None:
+    def reset(self, keep: Sequence[int] = ()) -> None:
         """Nothing to forget on this side (the server's prefix caches are its own)."""
 
     def close(self) -> None:
