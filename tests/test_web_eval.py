@@ -225,6 +225,7 @@ def test_suite_summary_arithmetic(tmp_path):
         (["--suite", "miniwob", "--tasks", "click-button,click-nothing"], "unknown MiniWoB task 'click-nothing'"),
         (["--suite", "miniwob", "--tasks", "click-button", "--episodes", "0"], "must be at least 1"),
         (["--suite", "miniwob", "--tasks", "click-button", "--step-rewards", "llm"], "web suites use env"),
+        (["zork1", "--task-memory"], "--task-memory applies to web suites"),
     ],
 )
 def test_suite_eval_bad_input_is_one_line(tmp_path, args, message):
