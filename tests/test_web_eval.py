@@ -160,10 +160,12 @@ def _untimed(out):
 @pytest.mark.slow
 def test_suite_with_two_workers_and_task_memories_logs_what_one_process_logs(tmp_path):
     """--workers 2 plays the arm × seed runs in two processes (own browser and model each): the logs are the
-    one-process logs. --task-memory gives each task a fresh memory: no neighbour comes from another task."""
+    one-process logs. --task-memory gives each task a fresh memory: no neighbour comes from another task.
+    --exact-actions reaches the agent."""
     runs = {}
     for name, extra in (("one", []), ("two", ["--workers", "2"])):
-        proc = run_cli(*_suite_args(tmp_path / name, "--task-memory", "--arms", "jitrl", "--seeds", "2", *extra), timeout=400)
+        proc = run_cli(*_suite_args(tmp_path / name, "--task-memory", "--exact-actions", "--arms", "jitrl", "--seeds", "2",
+                                    *extra), timeout=400)
         assert proc.returncode == 0, proc.stderr
         runs[name] = proc
     one, two = _untimed(tmp_path / "one"), _untimed(tmp_path / "two")
@@ -171,6 +173,8 @@ def test_suite_with_two_workers_and_task_memories_logs_what_one_process_logs(tmp
     assert all(r["cross_task_fraction"] in (None, 0.0) for rows in one.values() for r in rows)
     summary = json.loads(runs["two"].stdout)
     assert summary["params"]["memory"] == "task" and not (tmp_path / "two" / "memory").exists()
+    assert summary["params"]["abstract_actions"] is False  # --exact-actions: memory keys actions by their strings
+    assert all(r["params"]["abstract_actions"] is False for rows in one.values() for r in rows)
     for task in TASKS:
         with MemoryStore(tmp_path / "two" / task / "memory" / "jitrl-seed1", HashedNgramEmbedder(), writable=False) as store:
             assert len(store.read("SELECT uuid FROM episodes")) == 2
@@ -226,6 +230,7 @@ def test_suite_summary_arithmetic(tmp_path):
         (["--suite", "miniwob", "--tasks", "click-button", "--episodes", "0"], "must be at least 1"),
         (["--suite", "miniwob", "--tasks", "click-button", "--step-rewards", "llm"], "web suites use env"),
         (["zork1", "--task-memory"], "--task-memory applies to web suites"),
+        (["zork1", "--exact-actions"], "--exact-actions applies to web suites"),
     ],
 )
 def test_suite_eval_bad_input_is_one_line(tmp_path, args, message):

@@ -21,7 +21,8 @@ from jitrl_cli.runs.session import resolve_game
 from jitrl_cli.runs.web_eval import eval_suite, is_suite_dir, write_suite_report
 
 
-@options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0).")})
+@options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0)."),
+                                                    "abstract_actions": options.ABSTRACT_ACTIONS})
 @options.with_backend_options
 def eval_(
     ctx: typer.Context,
@@ -55,10 +56,13 @@ def eval_(
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
+    abstract_actions = policy.pop("abstract_actions")  # web only: not a setting of game evals (their run.json)
+    if not abstract_actions and suite is None and tasks is None:
+        raise UserError("--exact-actions applies to web suites (--suite miniwob --tasks A,B)")
     arm_names = parse_arms(arms)
     check_options(episodes=episodes, seeds=seeds, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)
-    config = AgentConfig.from_options(**policy, learn=True, max_steps=max_steps, seed=seed)
+    config = AgentConfig.from_options(**policy, abstract_actions=abstract_actions, learn=True, max_steps=max_steps, seed=seed)
     given = given_options(ctx)
     if games is not None:
         if game is not None:
