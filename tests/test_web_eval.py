@@ -13,7 +13,7 @@ from memories.store import MemoryStore
 from tests.conftest import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TASKS = ["click-button", "enter-text"]
+TASKS = ["click-button", "enter-text", "click-link"]  # the "a suite eval of 3 tasks × 2 episodes resumes"
 
 
 def _suite_args(out, *extra):
@@ -108,7 +108,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
 
     # re-running the finished suite plays nothing (and starts neither model nor browser)
     counts = _line_counts(out)
-    assert sum(counts.values()) == 8
+    assert sum(counts.values()) == 12  # 3 tasks × 2 arms × 2 episodes
     t0 = time.monotonic()
     again = run_cli(*_suite_args(out))
     assert again.returncode == 0, again.stderr
@@ -169,7 +169,7 @@ def test_suite_with_two_workers_and_task_memories_logs_what_one_process_logs(tmp
         assert proc.returncode == 0, proc.stderr
         runs[name] = proc
     one, two = _untimed(tmp_path / "one"), _untimed(tmp_path / "two")
-    assert len(one) == 4 and all(len(rows) == 2 for rows in one.values()) and one == two
+    assert len(one) == 6 and all(len(rows) == 2 for rows in one.values()) and one == two
     assert all(r["cross_task_fraction"] in (None, 0.0) for rows in one.values() for r in rows)
     summary = json.loads(runs["two"].stdout)
     assert summary["params"]["memory"] == "task" and not (tmp_path / "two" / "memory").exists()
