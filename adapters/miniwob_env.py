@@ -32,6 +32,11 @@ from adapters.web_observation import (
 
 NAMESPACE = "miniwob"
 EPISODE_MAX_TIME_MS = 24 * 3600 * 1000  # < 2^31 (setTimeout's limit)
+#: what MiniWoB gives an episode whose timer runs out (core.js: ``core.endEpisode(-1, false, 'timed out')``).
+#: The step limit replaces the page's 10-second timer (a model step takes longer than a person's), so an
+#: episode cut off by it gets this raw reward, as the page would give it: running out of steps is a failure,
+#: not a better outcome than a wrong answer (0 would teach the agent to stall).
+TIMEOUT_REWARD = -1.0
 _META = "() => ({done: WOB_DONE_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, reason: WOB_REWARD_REASON})"
 _HIDE_HUD = "#reward-display, #sync-task-cover, #click-canvas, #query { display: none !important; }"
 
@@ -83,10 +88,12 @@ class MiniWoBEnv:
         task: task name, e.g. ``click-button``.
         browser: a running :class:`Browser` to share (else one is started and owned).
         chromium: executable for an owned browser (``--chromium``).
-        max_steps: steps after which ``truncated`` is True.
+        max_steps: steps after which ``truncated`` is True; that step's reward (and ``score``) is
+            :data:`TIMEOUT_REWARD`, the page's own reward for an episode that runs out of time.
         seed: page seed of the first episode; instances: see the module docstring.
 
-    ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (score: the raw reward once done, else 0;
+    ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (score: the raw reward once done, −1 at the
+    step limit, else 0;
     max_score 1.0; location: the short URL; inventory []; state_hash: a digest of the observation;
     victory: raw > 0; game_over False; valid_actions_seconds 0.0, the candidates' time is the step's),
     and goal, url, raw_reward, done, error (last action's, or None), blocked_requests, reason.
@@ -163,6 +170,8 @@ class MiniWoBEnv:
             meta = self.page.evaluate(_META)
         obs, info = self._observe(error=error, meta=meta)
         truncated = not info["done"] and self._steps >= self.max_steps
+        if truncated:  # the page's timeout, at the step limit (see TIMEOUT_REWARD)
+            info.update(score=TIMEOUT_REWARD, raw_reward=TIMEOUT_REWARD, reason="step limit (MiniWoB's timeout)")
         return obs, info["score"], bool(info["done"]), truncated, info
 
     def _observe(self, error: str | None, meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:

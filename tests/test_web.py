@@ -113,8 +113,10 @@ def test_bad_action_is_an_error_not_an_exception(browser):
         env.reset()
         obs, reward, done, truncated, info = env.step("__import__('os').system('touch /tmp/pwned')")
         assert not done and reward == 0 and "not an action" in info["error"] and "error: not an action" in obs
-        _, _, done, truncated, info = env.step("click [999]")
+        _, reward, done, truncated, info = env.step("click [999]")
         assert "no element [999]" in info["error"] and truncated and not done  # step limit 2
+        # the step limit stands for MiniWoB's timer, whose timeout is a failure: raw reward −1, not 0
+        assert reward == info["score"] == -1.0 and not info["victory"] and "step limit" in info["reason"]
     finally:
         env.close()
 

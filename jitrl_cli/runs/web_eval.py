@@ -27,7 +27,7 @@ The memory namespace is ``miniwob``, as for ``jitrl web``. The Jericho-only opti
 ``--death-penalty``, ``--valid-actions-timeout``) do not apply; ``--max-steps`` defaults to 10.
 
 Measure: every logged episode carries ``jitrl web --json``'s fields: ``score`` = the page's raw
-reward in [−1, 1] (0 when the step limit ends the episode), ``success`` = score > 0, ``task``,
+reward in [−1, 1] (−1 when the step limit ends the episode, as MiniWoB's timer would), ``success`` = score > 0, ``task``,
 ``suite``, ``goal``, ``blocked_requests``. Summaries and curves use success (0/1), so every curve
 is a success rate per episode (``"measure": "success"`` in both summaries; ``mean_score`` is the
 mean raw reward).
