@@ -138,6 +138,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
     _png_ok(out / "click-button" / "curve.png")
     table = run_cli("report", str(out)).stdout
     assert "click-button" in table and "enter-text" in table and "mean" in table and "success rate" in table
+    assert "cross-task" in table
     task_rep = run_cli("report", str(out / "click-button"), "--json")
     assert task_rep.returncode == 0 and json.loads(task_rep.stdout)["measure"] == "success"
 

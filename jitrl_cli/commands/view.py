@@ -357,20 +357,25 @@ def suite_table(summary: dict[str, Any]) -> Table:
     p = summary["params"]
     table = Table(title=f"{summary['suite']}: {_count(len(p.get('tasks', [])), 'task')} × {_count(p.get('seeds'), 'seed')} × "
                         f"{_count(p.get('episodes'), 'episode')} × {_count(p.get('max_steps'), 'step')} — success rate")
-    for col in ("task", "arm", "eps", "average", "final", "last 10", "reward"):
+    def share(s: dict[str, Any]) -> str:
+        x = s.get("cross_task_fraction")
+        return "–" if x is None else f"{100 * x:.0f}%"
+
+    for col in ("task", "arm", "eps", "average", "final", "last 10", "reward", "cross-task"):
         table.add_column(col, justify="left" if col in ("task", "arm") else "right", overflow="fold")
     for name, arms in summary["tasks"].items():
         for arm, s in arms.items():
             n = len(s["seeds"])
             table.add_row(name, arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
-                          pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+                          pm(s["last10"], n), f"{s['mean_score']:+.2f}", share(s))
     for arm, s in summary["arms"].items():
         n = len(s["seeds"])
         table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), pm(s["average"], n), pm(s["final"], n),
-                      pm(s["last10"], n), f"{s['mean_score']:+.2f}")
+                      pm(s["last10"], n), f"{s['mean_score']:+.2f}", share(s))
     missing = f"; not started: {', '.join(summary['tasks_missing'])}" if summary["tasks_missing"] else ""
     table.caption = ("success rate (raw reward > 0); mean ± sample std over seeds (n − 1); mean = over tasks; "
-                     f"reward = mean raw reward in [−1, 1]{missing}")
+                     "reward = mean raw reward in [−1, 1]; cross-task = share of retrieved neighbours from other "
+                     f"tasks' episodes{missing}")
     return table
 
 
