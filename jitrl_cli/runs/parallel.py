@@ -2,7 +2,7 @@
 
 An eval *job* is one run (arm × seed) of one game. It plays the run's missing episodes with its own session
 (model or server client, and environment) and its own memory, as the sequential eval does, so its log is the
-sequential one (each episode starts from an empty prompt cache: :meth:`jitrl_cli.core.agent.Agent.run_episode`).
+sequential one (each episode starts from a prompt cache holding its header alone: :meth:`jitrl_cli.core.agent.Agent.run_episode`).
 
 * Worker processes (``concurrent.futures.ProcessPoolExecutor``, spawned): each job writes its own log and
   memory in the eval directory, files no other job touches; its episodes reach the driver's progress through
