@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jitrl_cli.runs.evaluation import has_logs  # noqa: E402
 from jitrl_cli.runs.report import load_runs  # noqa: E402
 
 
@@ -69,7 +70,7 @@ def main() -> None:
         games += [g for g in params["games"] if g not in games]
         table[name] = {}
         for game in params["games"]:
-            runs = load_runs(directory / game) if (directory / game / "episodes").exists() else {}
+            runs = load_runs(directory / game) if has_logs(directory / game) else {}
             table[name][game] = game_cell(runs.get(arm, {}), params["episodes"], params["seeds"])
         table[name]["_params"] = {"episodes": params["episodes"], "seeds": params["seeds"], "dir": str(directory), "arm": arm}
     common = [g for g in games if all(table[c].get(g, {}).get("complete") for c in configs)]
