@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.base import AdapterError
 from jitrl_cli.core.agent import EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
@@ -271,7 +272,10 @@ def run_game_jobs_on_ray(jobs: list[GameJob], out: Path, address: str, progress:
             _wait_all([pool.submit(drive, job) for job in jobs], lambda: None)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.as_instanceof_cause()
-        raise (cause if isinstance(cause, UserError) else UserError(f"a Ray job failed: {' '.join(str(exc).split())[:200]}")) from None
+        if isinstance(cause, (UserError, AdapterError)):  # the job's own one-line error, as without Ray
+            raise cause from None
+        detail = " ".join(str(exc.cause).split())[:300]  # the job's exception itself, not Ray's traceback around it
+        raise UserError(f"a Ray job failed: {type(exc.cause).__name__}: {detail}") from None
     finally:
         ray.shutdown()
 
