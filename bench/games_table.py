@@ -26,12 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jitrl_cli.runs.evaluation import has_logs  # noqa: E402
-from jitrl_cli.runs.report import load_runs  # noqa: E402
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof = 1; 0 for one value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+from jitrl_cli.runs.report import load_runs, mean_std  # noqa: E402
 
 
 def game_cell(rows_by_seed: dict[int, list[dict]], episodes: int, seeds: int) -> dict[str, Any]:
@@ -47,7 +42,8 @@ def game_cell(rows_by_seed: dict[int, list[dict]], episodes: int, seeds: int) ->
     for name, per_seed in (("average", [statistics.fmean(s) for s in scores]), ("final", [s[-1] for s in scores]),
                            ("last10", [statistics.fmean(s[-last:]) for s in scores]),
                            ("best", [max(s) for s in scores])):
-        cell[name] = mean_std(per_seed)
+        stats = mean_std(per_seed)
+        cell[name] = (stats["mean"], stats["std"])
     cell["last10_normalized"] = cell["last10"][0] / max_score if max_score else None
     return cell
 

@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jitrl_cli.runs.evaluation import read_episodes  # noqa: E402
+from jitrl_cli.runs.evaluation import has_logs  # noqa: E402
+from jitrl_cli.runs.report import load_runs  # noqa: E402
 
 #: the BrowserGym leaderboard's MiniWoB column (success rate %, one attempt per instance; issue 23)
 LEADERBOARD = {"Claude-3.5-Sonnet": 69.8, "Llama-3.1-405B": 64.6, "GPT-4o": 63.8, "AgentTrek-32B": 60.0}
@@ -43,16 +44,10 @@ Z95 = 1.959963984540054
 
 
 def arm_logs(suite: Path, arm: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
-    """task → seed → the arm's logged episodes (in order), for every task directory of ``suite``."""
+    """task → seed → the arm's logged episodes (in order), for every task of ``suite`` that has logs of that arm."""
     tasks = json.loads((suite / "run.json").read_text())["tasks"]
-    out: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for task in tasks:
-        for log in sorted((suite / task / "episodes").glob(f"{arm}-seed*.jsonl*")):
-            seed = int(log.name.split("-seed")[1].split(".")[0])
-            rows = read_episodes(log.with_suffix("") if log.suffix == ".gz" else log)
-            if rows:
-                out.setdefault(task, {})[seed] = rows
-    return out
+    runs = {task: load_runs(suite / task) for task in tasks if has_logs(suite / task)}
+    return {task: arms[arm] for task, arms in runs.items() if arm in arms}
 
 
 def complete(logs: dict[str, dict[int, list[dict]]], episodes: int) -> dict[str, dict[int, list[dict]]]:
