@@ -62,6 +62,7 @@ NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward fo
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's path (loops erased) to a state drawn along it, up to where it reached its best score, while the world states match, then explores with the policy.")
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
 PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
+HISTORY = typer.Option(None, "--history", help="Earlier actions the model's transcript shows before the current observation (0: none, only the page or room it is in; default: all that fit the context). A small model tends to copy its last action; a short window stops that.")
 PAPER = typer.Option(False, "--paper", help="The paper's settings for the options not given: --beta 3 --gamma 0.5 --k 10 --exploration paper --alpha 5 --bonus-prob 0.65 --q-estimate mean --no-exact-match --no-avoid-cycles.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
@@ -82,12 +83,12 @@ GAME_POLICY: dict[str, Any] = {
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
     "optimistic": OPTIMISTIC, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
-    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "greedy": GREEDY,
+    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
-    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS,
+    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "history": HISTORY,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of
@@ -95,7 +96,7 @@ POLICY_PANEL = "Learning (the JitRL policy)"
 BACKEND: dict[str, Any] = {"model": MODEL, "n_ctx": N_CTX, "n_gpu_layers": N_GPU_LAYERS, "server": SERVER,
                            "server_model": SERVER_MODEL, "server_api": SERVER_API}
 BACKEND_PANEL = "Model (in-process llama.cpp, or an inference server)"
-_TYPES = {"model": Optional[Path], "server": Optional[str], "server_model": Optional[str]}
+_TYPES = {"history": Optional[int], "model": Optional[Path], "server": Optional[str], "server_model": Optional[str]}
 
 
 def with_policy_options(spec: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -430,7 +430,7 @@ class Agent:
             if ReturnEstimate(cfg.returns) is ReturnEstimate.backup:
                 backed = backed_up_returns(self.store.transitions(namespace), cfg.gamma)
         backup_seconds = time.perf_counter() - t0
-        prompt = TranscriptPrompt(self.tokenize, header, max_tokens=max(256, self.n_ctx - 512))
+        prompt = TranscriptPrompt(self.tokenize, header, max_tokens=max(256, self.n_ctx - 512), history=cfg.history)
         t0 = time.perf_counter()
         obs, info = env.reset()
         ctx = EpisodeContext(namespace, rng, use_memory, backed, prompt, timings={"env_reset": time.perf_counter() - t0})

@@ -76,6 +76,8 @@ class AgentConfig:
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.
         prompt_inventory: the transcript shows what the player carries after every observation.
+        history: the earlier actions (with the observations they led to) the transcript prompt shows before
+            the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).
     """
 
     beta: float = 3.0
@@ -103,6 +105,7 @@ class AgentConfig:
     replay_best: bool = False
     abstract_actions: bool = True
     prompt_inventory: bool = False
+    history: int | None = None
 
     def effective_beta(self) -> float:
         """β actually applied (0 when learning is off)."""

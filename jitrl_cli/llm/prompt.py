@@ -7,6 +7,11 @@ The prompt is the game's own transcript::
 Candidates are scored as `` {action}\\n``. Every piece is tokenised once and appended,
 so the next step's prompt extends the previous one token-for-token: only the chosen
 action and the new observation are new to the model.
+
+With a history window of H turns the transcript shows only the last H actions and the
+observations they led to, after the observation that preceded them; H = 0 shows the current
+observation alone. A window trades the cache reuse (each step re-evaluates everything after
+the header) for a prompt without the earlier actions, which a small model otherwise copies.
 """
 
 from __future__ import annotations
@@ -34,21 +39,40 @@ class TranscriptPrompt:
         tokenize: ``tokenize(text, add_bos) -> list[int]``.
         header: a one-paragraph description of the transcript (the game's name).
         max_tokens: budget; when exceeded, the oldest turns are dropped (one re-evaluation).
+        history: H, the earlier actions shown before the current observation (None: all that fit
+            the budget; 0: none, the prompt is the header and the current observation).
+
+    Raises:
+        ValueError: ``history`` below 0.
     """
 
-    def __init__(self, tokenize: Callable[[str, bool], list[int]], header: str, max_tokens: int) -> None:
+    def __init__(self, tokenize: Callable[[str, bool], list[int]], header: str, max_tokens: int,
+                 history: int | None = None) -> None:
+        if history is not None and history < 0:
+            raise ValueError(f"history must be >= 0 or None, got {history}")
         self._tokenize = tokenize
         self.max_tokens = max_tokens
+        self.history = history
         self._head = tokenize(header.strip() + "\n\n", True)
         self._turns: list[list[int]] = []  # each: tokens of one observation/action turn
+        self._window: list[tuple[list[int], list[int]]] = []  # with a history window: (action, observation) turns
 
     def start(self, observation: str) -> None:
         """Begin an episode with its first observation."""
         self._turns = [self._tokenize(clean_for_prompt(observation) + "\n\n>", False)]
+        self._window = [([], self._turns[0])]
 
     def append(self, action_tokens: list[int], observation: str) -> None:
         """Add the chosen action's scored tokens and the observation that followed."""
         obs = self._tokenize(clean_for_prompt(observation) + "\n\n>", False)
+        if self.history is not None:
+            # the observation before the oldest shown action, then H (action, observation) turns
+            window = (self._window + [(list(action_tokens), obs)])[-(self.history + 1):]
+            while len(window) > 1 and len(self._head) + sum(len(a) + len(o) for a, o in window) > self.max_tokens:
+                window.pop(0)
+            self._window = window
+            self._turns = [window[0][1]] + [a + o for a, o in window[1:]]
+            return
         self._turns.append(list(action_tokens) + obs)
         total = len(self._head) + sum(len(t) for t in self._turns)
         if total > self.max_tokens:
