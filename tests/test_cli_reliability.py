@@ -53,6 +53,8 @@ BAD_NUMBERS = [
     (["web", "--task", "click-button", "--alpha", "nan"], "--alpha must be a finite number >= 0"),
     (["web", "--task", "click-button", "--max-steps", "0"], "--max-steps must be at least 1"),
     (["web", "--task", "click-button", "--n-ctx", "512"], "--n-ctx must be at least 1024"),
+    (["web", "--task", "click-button", "--history", "-1"], "--history must be an integer >= 0"),
+    (["play", "zork1", "--history", "-2"], "--history must be an integer >= 0"),
     (["memory", "inspect", "--beta", "inf"], "--beta must be a finite number >= 0"),
     (["memory", "inspect", "--alpha", "-1"], "--alpha must be a finite number >= 0"),
     (["memory", "inspect", "--gamma", "2"], "--gamma must be in [0, 1]"),

@@ -185,6 +185,33 @@ def test_prompt_is_append_only(llm):
     assert llm.detokenize(t1).endswith("white house.\n\n>")
 
 
+def test_history_window_shows_only_the_last_actions_and_scores_as_a_fresh_prompt(llm, scorer, model_path):
+    turns = [("open mailbox", "Opening the small mailbox reveals a leaflet."),
+             ("take leaflet", "Taken."),
+             ("north", "North of House\nYou are facing the north side of a white house.")]
+    windows = {h: TranscriptPrompt(llm.tokenize, "A transcript of Zork I.", max_tokens=1500, history=h) for h in (0, 1)}
+    full = _prompt(llm)
+    for p in windows.values():
+        p.start(OBS)
+    for action, obs in turns:
+        for p in (*windows.values(), full):
+            p.append(p.candidate_tokens(action), obs)
+    head = llm.tokenize("A transcript of Zork I.\n\n", True)
+    # H = 0: the header and the current observation, nothing the agent did
+    assert windows[0].tokens() == head + llm.tokenize(turns[-1][1] + "\n\n>", False)
+    # H = 1: the observation before the last action, the last action, the current observation
+    text1 = llm.detokenize(windows[1].tokens())
+    assert "Taken.\n\n> north\nNorth of House" in text1 and "mailbox" not in text1 and "leaflet" not in text1
+    assert "> open mailbox" in llm.detokenize(full.tokens())  # no window: the whole transcript
+    # a window's prompt is no extension of the last one: the cache rewinds, the scores are a fresh prompt's
+    cands = [windows[0].candidate_tokens(a) for a in ("south", "open door", "take leaflet")]
+    scorer.score(full.tokens(), cands)
+    got = scorer.score(windows[0].tokens(), cands)
+    assert_same_logprobs(got, reference_logprobs(model_path, windows[0].tokens(), cands), TOL_CACHED, TOL_CACHED)
+    with pytest.raises(ValueError):
+        TranscriptPrompt(llm.tokenize, "x", 1500, history=-1)
+
+
 # -- the constrained prior -------------------------------------------------------------------------
 
 def _allowed(cands):
