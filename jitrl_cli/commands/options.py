@@ -63,6 +63,7 @@ REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
 PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
 HISTORY = typer.Option(None, "--history", help="Earlier actions the model's transcript shows before the current observation (0: none, only the page or room it is in; default: all that fit the context). A small model tends to copy its last action; a short window stops that.")
+WEB_HISTORY = typer.Option(WEB_DEFAULTS["history"], "--history", help="Earlier actions the model's prompt shows before the current page (default 0: none; a large N shows all that fit the context). A small model tends to copy its last action.")
 PAPER = typer.Option(False, "--paper", help="The paper's settings for the options not given: --beta 3 --gamma 0.5 --k 10 --exploration paper --alpha 5 --bonus-prob 0.65 --q-estimate mean --no-exact-match --no-avoid-cycles.")
 GREEDY = typer.Option(False, "--greedy", help="Take the argmax of the posterior instead of sampling.")
 NO_LEARN = typer.Option(False, "--no-learn", help="Static baseline: β = 0, memory neither read nor written.")
@@ -88,7 +89,7 @@ GAME_POLICY: dict[str, Any] = {
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
-    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "history": HISTORY,
+    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "history": WEB_HISTORY,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of

@@ -17,8 +17,6 @@ from jitrl_cli.core.validation import check_options, has_rule
 from jitrl_cli.llm.scoring import Prior
 
 
-#: The learning defaults of `jitrl web` and `jitrl eval --suite`: the paper's settings, which the MiniWoB++
-#: runs measured (the game commands' defaults are in :mod:`jitrl_cli.commands.options`).
 #: The paper's settings for text games (`--paper`): its mean-return Q̂, its exploration bonus (α 5 with
 #: probability λ 0.65), γ 0.5, β 3, k 10, and none of jitrl's additions (exact match, cycle avoidance).
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
@@ -31,7 +29,12 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
     return policy | {name: value for name, value in preset.items() if name in policy and name not in given}
 
 
-WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence"}
+#: The learning defaults of `jitrl web` and `jitrl eval --suite`: the paper's settings, which the MiniWoB++
+#: runs measured (the game commands' defaults are in :mod:`jitrl_cli.commands.options`), and
+#: ``history`` 0 (the prompt shows the current page, not the earlier actions) is ours: the 270M model copies its last
+#: action (bench/RESULTS.md, "The prompt without the earlier actions").
+WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence",
+                "history": 0}
 
 
 @dataclass
