@@ -182,6 +182,38 @@ def test_suite_with_two_workers_and_task_memories_logs_what_one_process_logs(tmp
     assert summary["arms"]["jitrl"]["seeds"] == [0, 1]
 
 
+@pytest.mark.slow
+def test_spare_workers_split_a_runs_tasks_and_share_its_one_suite_memory(tmp_path):
+    """One run (jitrl, seed 0) and --workers 2: its 3 tasks are dealt out to 2 processes that write the one
+    suite memory at once; every episode is logged once and stored once, and the memory checks clean."""
+    out = tmp_path / "suite"
+    proc = run_cli(*_suite_args(out, "--arms", "jitrl", "--workers", "2"), timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    logged = {r["uuid"] for t in TASKS for r in _logs(out / t)["jitrl-seed0"]}
+    assert len(logged) == 6 and all(len(_logs(out / t)["jitrl-seed0"]) == 2 for t in TASKS)
+    memory = out / "memory" / "jitrl-seed0"
+    with MemoryStore(memory, HashedNgramEmbedder(), writable=False) as store:
+        assert {r[0] for r in store.read("SELECT uuid FROM episodes")} == logged
+    check = run_cli("memory", "check", "--memory", str(memory))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(proc.stdout)["params"]["memory"] == "suite"
+
+
+def test_shard_jobs_deals_a_runs_tasks_to_the_spare_workers():
+    from jitrl_cli.core.config import AgentConfig
+    from jitrl_cli.runs.evaluation import make_runs
+    from jitrl_cli.runs.web_eval import WebJob, shard_jobs
+
+    runs = make_runs(["jitrl", "static"], 0, 1)
+    jobs = [WebJob(run, ("a", "b", "c", "d", "e"), 2, AgentConfig(), None, True) for run in runs]
+    assert shard_jobs(jobs, 2) is jobs and shard_jobs(jobs[:1], 1) == jobs[:1]
+    shards = shard_jobs(jobs, 5)  # two spare workers per run: 2 shards each (5 // 2)
+    assert [(s.run, s.tasks) for s in shards] == [(runs[0], ("a", "c", "e")), (runs[0], ("b", "d")),
+                                                 (runs[1], ("a", "c", "e")), (runs[1], ("b", "d"))]
+    one = WebJob(runs[0], ("a",), 2, AgentConfig(), None, True)
+    assert shard_jobs([one], 8) == [one]  # never more shards than tasks
+
+
 def _write_log(path, arm, seed, successes, task):
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"arm": arm, "seed": seed, "episode": e + 1, "score": 1.0 if s else -1.0, "max_score": 1.0, "success": s,

@@ -17,7 +17,10 @@ How it runs (:func:`eval_suite`; the command draws the progress and prints the a
 :func:`jitrl_cli.runs.evaluation.run_eval` in one headless Chromium with one model
 (:class:`jitrl_cli.runs.session.WebSession`, as ``jitrl web``). The jobs run one after another, or in
 ``--workers N`` spawned processes (:func:`jitrl_cli.runs.parallel.run_jobs`): a run's tasks, log lines
-and memory belong to its job alone, so the logs are the same either way. Resumable: re-running the
+and memory belong to its job alone, so the logs are the same either way. With more workers than runs,
+each run's tasks are dealt out among the spare workers (:func:`shard_jobs`); the shards of a run share
+its one suite memory, each episode reading what the others have stored so far (the store is safe for
+concurrent writers), so which neighbours an episode sees then depends on timing. Resumable: re-running the
 same command plays only the missing episodes of every task; when none is missing the model and browser
 are not even started. A suite memory is reconciled with the run's logs of every task before playing.
 Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
@@ -174,7 +177,8 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         backend: the model (:class:`jitrl_cli.llm.backend.Backend`).
         force: continue in ``out`` (and its task directories) even if they hold other settings.
         task_memory: a fresh memory per task and run (no transfer between tasks) instead of one per run.
-        workers: processes playing the runs (arm × seed) at once, each with its own browser and model.
+        workers: processes playing the runs (arm × seed) at once, each with its own browser and model; more
+            workers than runs split each run's tasks (:func:`shard_jobs`).
         given: the parameter names of the options given on ``jitrl eval``'s command line, to tell a
             given option from its default (None: every option counts as given, ``config`` is used as it is).
         progress: told of every episode (see :class:`jitrl_cli.runs.evaluation.EvalProgress`).
@@ -205,6 +209,7 @@ def eval_suite(*, game: str | None, suite: str | None, tasks: str | None, config
         if progress is not None:
             progress.start(f"eval {suite}", len(names) * len(runs) * episodes)
             progress.advance(sum(len(names) - len(pending) for pending in missing.values()) * episodes)
+        jobs = shard_jobs(jobs, workers)
         if workers > 1 and len(jobs) > 1:
             run_jobs(play_web_job, jobs, out, min(workers, len(jobs)), progress)
         else:
@@ -225,6 +230,25 @@ class WebJob:
     config: AgentConfig  # the jitrl arm's; run_eval applies the arm's overrides and the seed
     backend: Backend
     suite_memory: bool  # one memory for every task (OUT/memory/<run>), else OUT/<task>/memory/<run>
+
+
+def shard_jobs(jobs: list[WebJob], workers: int) -> list[WebJob]:
+    """Split each run's job into ``workers // len(jobs)`` jobs (at least 1, at most one per task) so that spare
+    workers have work: task i of a job's pending tasks goes to shard i mod n, which spreads the slow tasks
+    (MiniWoB's alphabetical order puts book-flight beside book-flight-nodelay). Shards keep the job's run,
+    and so its memory directory and log files; their task sets are disjoint.
+
+    Returns:
+        ``jobs`` itself when ``workers <= len(jobs)``; else the shards, every job's first.
+    """
+    per = workers // len(jobs) if jobs else 1
+    if per <= 1:
+        return jobs
+    shards = []
+    for job in jobs:
+        n = min(per, len(job.tasks))
+        shards.extend(dataclasses.replace(job, tasks=job.tasks[i::n]) for i in range(n))
+    return shards
 
 
 def play_web_job(job: WebJob, out: Path, progress: EvalProgress | None = None) -> None:
