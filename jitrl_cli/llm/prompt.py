@@ -33,7 +33,7 @@ def candidate_text(action: str) -> str:
 
 
 class TranscriptPrompt:
-    """An append-only transcript prompt as token ids.
+    """A transcript prompt as token ids: append-only, or a window of the last turns (``history``).
 
     Args:
         tokenize: ``tokenize(text, add_bos) -> list[int]``.
@@ -54,31 +54,33 @@ class TranscriptPrompt:
         self.max_tokens = max_tokens
         self.history = history
         self._head = tokenize(header.strip() + "\n\n", True)
-        self._turns: list[list[int]] = []  # each: tokens of one observation/action turn
-        self._window: list[tuple[list[int], list[int]]] = []  # with a history window: (action, observation) turns
+        # (action tokens, observation tokens) per turn; the first turn's action is never shown (empty)
+        self._turns: list[tuple[list[int], list[int]]] = []
 
     def start(self, observation: str) -> None:
         """Begin an episode with its first observation."""
-        self._turns = [self._tokenize(clean_for_prompt(observation) + "\n\n>", False)]
-        self._window = [([], self._turns[0])]
+        self._turns = [([], self._tokenize(clean_for_prompt(observation) + "\n\n>", False))]
 
     def append(self, action_tokens: list[int], observation: str) -> None:
         """Add the chosen action's scored tokens and the observation that followed."""
-        obs = self._tokenize(clean_for_prompt(observation) + "\n\n>", False)
+        self._turns.append((list(action_tokens), self._tokenize(clean_for_prompt(observation) + "\n\n>", False)))
         if self.history is not None:
-            # the observation before the oldest shown action, then H (action, observation) turns
-            window = (self._window + [(list(action_tokens), obs)])[-(self.history + 1):]
-            while len(window) > 1 and len(self._head) + sum(len(a) + len(o) for a, o in window) > self.max_tokens:
-                window.pop(0)
-            self._window = window
-            self._turns = [window[0][1]] + [a + o for a, o in window[1:]]
+            # the observation before the oldest shown action, then H (action, observation) turns, within the budget
+            del self._turns[: -(self.history + 1)]
+            self._turns[0] = ([], self._turns[0][1])
+            while len(self._turns) > 1 and self._length() > self.max_tokens:
+                self._turns.pop(0)
+                self._turns[0] = ([], self._turns[0][1])
             return
-        self._turns.append(list(action_tokens) + obs)
-        total = len(self._head) + sum(len(t) for t in self._turns)
+        total = self._length()
         if total > self.max_tokens:
             # drop the oldest turns down to half the budget: one re-evaluation, then append-only again
             while len(self._turns) > 1 and total > self.max_tokens // 2:
-                total -= len(self._turns.pop(0))
+                action, obs = self._turns.pop(0)
+                total -= len(action) + len(obs)
+
+    def _length(self) -> int:
+        return len(self._head) + sum(len(action) + len(obs) for action, obs in self._turns)
 
     @property
     def head(self) -> list[int]:
@@ -88,8 +90,9 @@ class TranscriptPrompt:
     def tokens(self) -> list[int]:
         """The current prompt's token ids (BOS first if the model uses one)."""
         out = list(self._head)
-        for turn in self._turns:
-            out.extend(turn)
+        for action, obs in self._turns:
+            out.extend(action)
+            out.extend(obs)
         return out
 
     def candidate_tokens(self, action: str) -> list[int]:
