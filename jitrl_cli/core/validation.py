@@ -55,7 +55,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bonus_prob": (_finite(lambda v: 0 <= v <= 1), "in [0, 1]"),
     "death_penalty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
     "novelty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
-    "history": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0 (omit it for the whole transcript)"),
+    "history": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0"),
 }
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {

@@ -67,10 +67,9 @@ class TranscriptPrompt:
         if self.history is not None:
             # the observation before the oldest shown action, then H (action, observation) turns, within the budget
             del self._turns[: -(self.history + 1)]
-            self._turns[0] = ([], self._turns[0][1])
-            while len(self._turns) > 1 and self._length() > self.max_tokens:
+            while len(self._turns) > 1 and self._length() - len(self._turns[0][0]) > self.max_tokens:
                 self._turns.pop(0)
-                self._turns[0] = ([], self._turns[0][1])
+            self._turns[0] = ([], self._turns[0][1])
             return
         total = self._length()
         if total > self.max_tokens:
