@@ -26,8 +26,8 @@ from typing import Any
 from adapters.base import AdapterError
 from adapters.browser import Browser, OriginGuard
 from adapters.web_observation import (
-    ActionError, ElementIds, action_key, enumerate_candidates, execute, parse_action, render_observation, short_url,
-    state_key, take_snapshot,
+    ActionError, ElementIds, action_key, backoff_key, enumerate_candidates, execute, parse_action, render_observation,
+    short_url, state_key, take_snapshot,
 )
 
 NAMESPACE = "miniwob"
@@ -104,6 +104,8 @@ class MiniWoBEnv:
 
     #: ``info["state_hash"]`` is a digest of the observation, not a world-state key
     state_hash_kind = None
+    #: the coarser action key the memory backs off to (``--backoff-actions``)
+    backoff_key = staticmethod(backoff_key)
 
     def __init__(self, task: str, browser: Browser | None = None, chromium: str | None = None,
                  max_steps: int = 10, seed: int = 0, instances: int = 0) -> None:

@@ -298,6 +298,34 @@ def goal_template(goal: str) -> str:
     return _NUMBER.sub("#", _GOAL_QUOTED.sub('"#"', goal)).lower()
 
 
+def goal_values(goal: str, roots: list[Node]) -> set[str]:
+    """What keys mask as ``#goal`` on this page, lower case: the goal's texts (:func:`goal_texts`) and the names of
+    the page's elements that the goal mentions as a whole word or phrase (``Select fzzqo, NYYyS82 and click
+    Submit.``: the checkboxes ``fzzqo`` and ``NYYyS82``; not common words such as ``Submit``, which stay as they are).
+
+    Args:
+        goal: the task's goal.
+        roots: the page's tree.
+    """
+    values = {t.lower() for t in goal_texts(goal)}
+    low = goal.lower()
+    for root in roots:
+        for n in root.walk():
+            name = n.name.strip().lower()
+            if (name and name not in values and name not in _STOP and any(c.isalnum() for c in name)
+                    and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", low)):
+                values.add(name)
+    return values
+
+
+def mask_goal(template: str, values: set[str]) -> str:
+    """A goal template (lower case) with each of ``values`` (:func:`goal_values`) that it mentions as a whole word
+    masked as ``#``, longest first."""
+    for value in sorted(values, key=len, reverse=True):
+        template = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "#", template)
+    return template
+
+
 def mask_url(url: str) -> str:
     """URL with numeric ids and long hex/uuid segments masked (query kept only by key)."""
     u = short_url(url).split("#")[0]
@@ -307,13 +335,25 @@ def mask_url(url: str) -> str:
     return base + (f"?{keys}" if keys else "")
 
 
+def masked_role(role: str, wanted: set[str]) -> str:
+    """An element's role as keys show it: ``#goal`` where the goal names the role itself (``Click on a "checkbox"
+    widget.``: the checkbox is what the goal asks for, whichever instance), else the role.
+
+    Args:
+        role: the element's ARIA role (``checkbox``).
+        wanted: what the goal names, lower case (:func:`goal_values`).
+    """
+    return "#goal" if role.lower() in wanted else role
+
+
 def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30) -> str:
     """The memory's state key: goal template | masked URL | focused element | interactive elements.
 
-    Element names equal to a goal text are masked as ``"#goal"`` (same state across instances),
-    filled text fields show ``=filled``, checked/selected states are kept.
+    Element names the goal names (:func:`goal_values`) are masked as ``"#goal"`` in the elements (same state across
+    instances) and as ``#`` in the goal, and so are roles (:func:`masked_role`); filled text fields show
+    ``=filled``, checked/selected states are kept.
     """
-    wanted = {t.lower() for t in goal_texts(goal)}
+    wanted = goal_values(goal, roots)
     focus = "none"
     elems: list[str] = []
     for root in roots:
@@ -325,8 +365,8 @@ def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30) ->
             name = '"#goal"' if n.name.lower() in wanted else (quote(n.name[:30]) if n.name else "")
             state = "".join(f"[{a}]" for a in ("checked", "selected", "expanded", "disabled") if a in n.attrs)
             filled = "=filled" if n.role in TYPEABLE and n.text else ""
-            elems.append(f"{n.role}{' ' + name if name else ''}{state}{filled}")
-    return f"goal: {goal_template(goal)} | url: {mask_url(url)} | focus: {focus} | {'; '.join(elems[:max_elements])}"
+            elems.append(f"{masked_role(n.role, wanted)}{' ' + name if name else ''}{state}{filled}")
+    return f"goal: {mask_goal(goal_template(goal), wanted)} | url: {mask_url(url)} | focus: {focus} | {'; '.join(elems[:max_elements])}"
 
 
 # -- candidates ---------------------------------------------------------------------------
@@ -375,7 +415,9 @@ def action_key(text: str, goal: str, roots: list[Node]) -> str:
     """What an action does, without what makes it this instance's: the memory's key for the action.
 
     The element id becomes the element's role and accessible name; a name or argument equal to one of the
-    goal's texts (:func:`goal_texts`) becomes ``"#goal"``, as the state key masks them; elements that the
+    goal's texts or names of the page's elements that the goal mentions (:func:`goal_values`) becomes ``"#goal"``,
+    as the state key masks them (a role the goal names
+    becomes ``#goal``: :func:`masked_role`); elements that the
     role and masked name do not tell apart get their position among such elements (``#2``, ``#3``: the first
     has none). Actions without an element are their own key. Examples: ``click [7] "Submit"`` →
     ``click button "Submit"``; ``type [4] "Paris"`` with the goal ``Enter "Paris"`` → ``type textbox "#goal"``.
@@ -394,7 +436,7 @@ def action_key(text: str, goal: str, roots: list[Node]) -> str:
         return text
     if action.element is None:
         return text
-    wanted = {t.lower() for t in goal_texts(goal)}
+    wanted = goal_values(goal, roots)
 
     def masked(value: str) -> str:
         return '"#goal"' if value.lower() in wanted else quote(value[:40])
@@ -405,7 +447,7 @@ def action_key(text: str, goal: str, roots: list[Node]) -> str:
         for n in root.walk():
             if n.id is None:
                 continue
-            ident = f"{n.role} {masked(n.name) if n.name else ''}".rstrip()
+            ident = f"{masked_role(n.role, wanted)} {masked(n.name) if n.name else ''}".rstrip()
             like[ident] = like.get(ident, 0) + 1
             if n.id == action.element:
                 found = (ident, like[ident])
@@ -416,6 +458,25 @@ def action_key(text: str, goal: str, roots: list[Node]) -> str:
     if action.kind == "click" and action.text is not None and not ident.endswith(masked(action.text)):
         arg = f" {masked(action.text)}"  # a click on a text inside a block: which text matters
     return f"{action.kind} {ident}{arg}{f' #{position}' if position > 1 else ''}"
+
+
+_QUOTED = re.compile(r' "(?:[^"\\]|\\.)*"')
+_POSITION = re.compile(r" #\d+$")
+
+
+def backoff_key(key: str) -> str:
+    """The coarser key an action's :func:`action_key` backs off to: without the names that are not goal texts and
+    without the position among like elements, i.e. what the action does to which kind of element.
+
+    ``click checkbox "Hh8"`` → ``click checkbox``; ``click checkbox "#goal"`` → itself; ``type textbox "#goal" #2``
+    → ``type textbox "#goal"``; ``click button "Submit"`` → ``click button``. An instance's own names (random
+    words in most MiniWoB++ tasks) never repeat, so their exact keys are new in every instance; the back-off key
+    is what repeats (:func:`jitrl_cli.core.advantage.estimate_advantages`, ``backoff``).
+
+    Args:
+        key: an action key (any string; one that is not a key comes back with the same removals applied).
+    """
+    return _POSITION.sub("", _QUOTED.sub(lambda m: m.group(0) if m.group(0) == ' "#goal"' else "", key))
 
 
 def short_texts(roots: list[Node], limit: int = 5, max_len: int = 40) -> list[str]:

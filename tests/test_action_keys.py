@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from adapters.web_observation import Node, action_key
+from adapters.web_observation import Node, action_key, backoff_key, goal_values, state_key
 from tests.conftest import run_cli
 from tests.test_web import browser, quoted  # noqa: F401  (the module-scoped browser fixture)
 
@@ -27,6 +27,37 @@ def test_action_key_masks_goal_values_ids_and_tells_like_elements_apart():
     assert action_key("click [7] checkbox", goal, roots) == "click checkbox #2"  # told apart by position
     assert action_key("scroll down", goal, roots) == "scroll down"
     assert action_key("click [99]", goal, roots) == "click [99]"  # no such element: the string itself
+
+
+def test_a_role_the_goal_names_is_masked_and_keys_back_off_to_the_kind_of_element():
+    roots = [Node("main", children=[Node("checkbox", "Hh8", ref="e1", id=3), Node("radio", "US", ref="e2", id=4),
+                                    Node("checkbox", "o", ref="e3", id=5), Node("textbox", ref="e4", id=6)])]
+    goal = 'Click on a "checkbox" widget.'
+    keys = [action_key(a, goal, roots) for a in ('click [3] "Hh8"', 'click [4] "US"', 'click [5] "o"', "click [6] textbox")]
+    assert keys == ['click #goal "Hh8"', 'click radio "US"', 'click #goal "o"', "click textbox"]
+    assert [backoff_key(k) for k in keys] == ["click #goal", "click radio", "click #goal", "click textbox"]
+    assert '#goal "Hh8"; radio "US"' in state_key(goal, "miniwob/click-widget.html", roots)
+    # names that are goal texts stay; positions among like elements go
+    assert backoff_key('type textbox "#goal" #2') == 'type textbox "#goal"'
+    assert backoff_key('click button "Submit"') == "click button"
+    assert backoff_key('click link "say \\"hi\\"" #3') == "click link"
+    assert backoff_key("scroll down") == "scroll down"
+
+
+def test_element_names_the_goal_mentions_are_masked_in_keys_and_in_the_goal():
+    """click-checkboxes' goal lists the boxes to tick in plain words (no quotes, some without digits or capitals):
+    a box the goal names is "#goal" in every instance, the others keep their names."""
+    roots = [Node("main", children=[Node("checkbox", "fzzqo", ref="e1", id=3), Node("checkbox", "NYYyS82", ref="e2", id=4),
+                                    Node("checkbox", "abc", ref="e3", id=5), Node("button", "Submit", ref="e4", id=6)])]
+    goal = "Select fzzqo, NYYyS82 and click Submit."
+    assert goal_values(goal, roots) == {"fzzqo", "nyyys82"}
+    assert [action_key(a, goal, roots) for a in ('click [3] "fzzqo"', 'click [4] "NYYyS82"', 'click [5] "abc"',
+                                                 'click [6] "Submit"')] == [
+        'click checkbox "#goal"', 'click checkbox "#goal" #2', 'click checkbox "abc"', 'click button "Submit"']
+    assert state_key(goal, "miniwob/click-checkboxes.html", roots).startswith(
+        'goal: select #, # and click submit. | url: miniwob/click-checkboxes.html | focus: none | checkbox "#goal"; '
+        'checkbox "#goal"; checkbox "abc"; button "Submit"')
+    assert goal_values("Select abcd and click Submit.", roots) == set()  # "abc" is no whole word of it
 
 
 def test_the_goal_button_has_one_key_in_every_click_button_instance(browser):  # noqa: F811
@@ -108,3 +139,30 @@ def test_tasks_all_is_every_task_but_the_excluded_which_show_nothing_actionable(
             assert info["candidates"] == []
         finally:
             env.close()
+
+
+@pytest.mark.slow
+def test_backoff_values_new_instances_elements_by_what_earlier_instances_did_to_their_kind(tmp_path):
+    """click-widget names its elements with random words, so an action's key is new in every instance. With
+    --backoff-actions a new instance's candidate is valued from the earlier instances' actions on the same kind of
+    element (count > 0, no exploration bonus); without it, only from actions with its exact key."""
+    rows = {}
+    for flag in ("--backoff-actions", "--no-backoff-actions"):
+        memory, logs = tmp_path / flag / "memory", tmp_path / flag / "logs"
+        result = run_cli("web", "--task", "click-widget", "-n", "4", "--seed", "0", "--json", "--memory", str(memory),
+                         "--log-dir", str(logs), flag)
+        assert result.returncode == 0, result.stderr
+        with sqlite3.connect(memory / "memory.sqlite") as con:
+            stored = con.execute("SELECT episode_id, action FROM steps ORDER BY id").fetchall()
+        rows[flag] = [json.loads(line) for p in sorted(logs.glob("*.jsonl")) for line in p.read_text().splitlines()]
+        for row in rows[flag]:
+            before = {a for e, a in stored if e < row["episode"]}
+            for c in row["candidates"]:
+                if c["count"] > 0:
+                    assert (backoff_key(c["key"]) in {backoff_key(a) for a in before} if c["backed_off"]
+                            else c["key"] in before), (flag, row["episode"], c)
+    backed = [c for r in rows["--backoff-actions"] for c in r["candidates"] if c["backed_off"]]
+    assert backed and all(c["count"] > 0 and not c["bonus"] and c["q"] is not None for c in backed)
+    assert not any(c["backed_off"] for r in rows["--no-backoff-actions"] for c in r["candidates"])
+    assert sum(c["count"] > 0 for r in rows["--backoff-actions"] for c in r["candidates"]) > \
+        sum(c["count"] > 0 for r in rows["--no-backoff-actions"] for c in r["candidates"])

@@ -130,3 +130,23 @@ def test_optimistic_floor_values_untried_actions_at_least_like_doing_nothing():
     assert estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max",
                                optimistic=True).raw == pytest.approx(
         estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max").raw)
+
+
+def test_backoff_values_a_candidate_no_neighbour_took_by_the_actions_sharing_its_coarser_key():
+    def coarse(key):
+        return key.split(" ")[0]  # "click box-3" -> "click"
+
+    neighbours = [nb("click box-1", 1.0), nb("click box-2", 1.0), nb("type a", -1.0), nb("type b", -1.0),
+                  nb("type c", -1.0), nb("click box-7", 1.0)]
+    candidates = ["click box-7", "click box-9", "click box-8", "type z", "press q"]
+    est = estimate_advantages(candidates, neighbours, exploration="paper", alpha=1.0, bonus_prob=1.0,
+                              rng=np.random.default_rng(0), backoff=coarse)
+    assert est.value == pytest.approx(0.0)
+    # the taken key keeps its own statistics; unseen keys take their back-off key's, shared, and get no bonus
+    assert list(est.backed_off) == [False, True, True, True, False]
+    assert list(est.counts) == [1, 3, 3, 3, 0]
+    assert est.q[:4] == pytest.approx([1.0, 1.0, 1.0, -1.0])
+    assert list(est.bonus) == [False, False, False, False, True]  # only a candidate unseen at both levels
+    plain = estimate_advantages(candidates, neighbours, exploration="paper", alpha=1.0, bonus_prob=1.0,
+                                rng=np.random.default_rng(0))
+    assert list(plain.counts) == [1, 0, 0, 0, 0] and plain.bonus[1:].all() and not plain.backed_off.any()

@@ -22,7 +22,8 @@ from jitrl_cli.runs.web_eval import eval_suite, is_suite_dir, write_suite_report
 
 
 @options.with_policy_options(options.GAME_POLICY | {"beta": typer.Option(options.BETA.default, "--beta", help="β of the jitrl arm (the static arm has β = 0)."),
-                                                    "abstract_actions": options.ABSTRACT_ACTIONS})
+                                                    "abstract_actions": options.ABSTRACT_ACTIONS,
+                                                    "backoff_actions": options.BACKOFF_ACTIONS})
 @options.with_backend_options
 def eval_(
     ctx: typer.Context,
@@ -56,13 +57,17 @@ def eval_(
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
-    abstract_actions = policy.pop("abstract_actions")  # web only: not a setting of game evals (their run.json)
-    if not abstract_actions and suite is None and tasks is None:
-        raise UserError("--exact-actions applies to web suites (--suite miniwob --tasks A,B)")
+    abstract_actions = policy.pop("abstract_actions")  # web only: not settings of game evals (their run.json)
+    backoff_actions = policy.pop("backoff_actions")
+    if suite is None and tasks is None:
+        if not abstract_actions:
+            raise UserError("--exact-actions applies to web suites (--suite miniwob --tasks A,B)")
+        if "backoff_actions" in given_options(ctx):
+            raise UserError("--backoff-actions/--no-backoff-actions apply to web suites (--suite miniwob --tasks A,B)")
     arm_names = parse_arms(arms)
     check_options(episodes=episodes, seeds=seeds, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout)
     check_out_dir(out)
-    config = AgentConfig.from_options(**policy, abstract_actions=abstract_actions, learn=True, max_steps=max_steps, seed=seed)
+    config = AgentConfig.from_options(**policy, abstract_actions=abstract_actions, backoff_actions=backoff_actions, learn=True, max_steps=max_steps, seed=seed)
     given = given_options(ctx)
     if games is not None:
         if game is not None:

@@ -61,6 +61,7 @@ STATE_HASH = typer.Option("jericho", "--state-hash", help="What makes two world 
 NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward for reaching rarely visited states (0 = off).")
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's path (loops erased) to a state drawn along it, up to where it reached its best score, while the world states match, then explores with the policy.")
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
+BACKOFF_ACTIONS = typer.Option(WEB_DEFAULTS["backoff_actions"], "--backoff-actions/--no-backoff-actions", help="Web, with --abstract-actions: a candidate whose key memory has not seen near this page is valued by the actions on the same kind of element (click checkbox \"Hh8\" by click checkbox), so an instance's random names do not make every candidate new.")
 PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
 HISTORY = typer.Option(None, "--history", help="Earlier actions the model's transcript shows before the current observation (0: none, only the page or room it is in; default: all that fit the context). A small model tends to copy its last action; a short window stops that.")
 WEB_HISTORY = typer.Option(WEB_DEFAULTS["history"], "--history", help="Earlier actions the model's prompt shows before the current page (default 0: none; a large N shows all that fit the context). A small model tends to copy its last action.")
@@ -89,7 +90,7 @@ GAME_POLICY: dict[str, Any] = {
 #: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
-    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "history": WEB_HISTORY,
+    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "backoff_actions": BACKOFF_ACTIONS, "history": WEB_HISTORY,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of

@@ -29,6 +29,15 @@ the remembered returns are negative (later deaths drag V̂ below 0), any action 
 found harmless (Q̂ = 0) outranks every untried one, and the agent stops exploring exactly where
 its known trajectories end. On a state with a known good path (Q̂ ≫ 0) it changes nothing.
 
+Back-off keys (our addition, ``backoff``): a candidate that no neighbour took is valued from the neighbours
+whose actions share its coarser key b(a) (web: the element's role without the instance's own names,
+:func:`adapters.web_observation.backoff_key`), as a back-off n-gram model falls back to a shorter context:
+
+    Q̂(s,a) = mean (or max)_{n ∈ N(s), b(a_n) = b(a)} G_n      where no n ∈ N(s) has a_n = a
+
+Such a candidate counts as seen (no exploration bonus). Without it, a web page whose elements carry random
+names offers only candidates never seen before in every instance, and the bonus goes to all of them alike.
+
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
 Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
@@ -46,8 +55,8 @@ agent into such cycles: each action of the cycle once began a good trajectory el
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -97,6 +106,7 @@ class AdvantageEstimate:
         normalized: Ã(s,a) = A / max|A|, in [−1, 1].
         bonus: whether the candidate got an exploration bonus.
         n_neighbours: |N(s)|.
+        backed_off: whether Q̂ (and n(a)) came from the candidate's back-off key (all False without one).
     """
 
     value: float
@@ -106,6 +116,7 @@ class AdvantageEstimate:
     normalized: np.ndarray
     bonus: np.ndarray
     n_neighbours: int
+    backed_off: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def normalize_action(action: str) -> str:
@@ -125,6 +136,7 @@ def estimate_advantages(
     pending_counts: Sequence[int] | None = None,
     repeated: Sequence[bool] | None = None,
     optimistic: bool = False,
+    backoff: Callable[[str], str] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -142,6 +154,8 @@ def estimate_advantages(
         repeated: length n, candidates that closed a cycle from this state earlier in the running
             episode; they get Ã = −1 and the others are normalised among themselves.
         optimistic: value unseen candidates from max(V̂, 0) instead of V̂ (see the module docstring).
+        backoff: b(a), the coarser key a candidate that no neighbour took is valued by (module docstring);
+            None: none.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb``, no earlier
@@ -158,11 +172,18 @@ def estimate_advantages(
     raw = np.zeros(n, dtype=np.float64)
     bonus = np.zeros(n, dtype=bool)
     revisited = (exploration is Exploration.ucb and pending.any()) or repeated.any()
+    backed_off = np.zeros(n, dtype=bool)
     if n == 0 or not (neighbours or revisited):
-        return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours))
+        return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours), backed_off)
 
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
     counts, sums, maxima = _count_returns(candidates, neighbours)
+    if backoff is not None and neighbours and not counts.all():
+        coarse = [backoff(a) for a in candidates]
+        b_counts, b_sums, b_maxima = _count_returns(coarse, [Neighbour(backoff(nb.action), nb.ret) for nb in neighbours])
+        backed_off = (counts == 0) & (b_counts > 0)
+        counts, sums, maxima = (np.where(backed_off, b, a) for a, b in
+                                ((counts, b_counts), (sums, b_sums), (maxima, b_maxima)))
     seen = counts > 0
     q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
     raw[seen] = q[seen] - value
@@ -178,7 +199,7 @@ def estimate_advantages(
         raw = raw + alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
         bonus[:] = True
         q[~seen] = value + raw[~seen]
-    return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb)
+    return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb, backed_off)
 
 
 def _paper_bonus(q: np.ndarray, raw: np.ndarray, bonus: np.ndarray, unseen: np.ndarray, value: float, start: float,
@@ -223,16 +244,18 @@ def _visit_marks(n: int, pending_counts: Sequence[int] | None,
 
 def _count_returns(candidates: Sequence[str],
                    neighbours: Sequence[Neighbour]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per candidate, over the neighbours that took it (actions compared by :func:`normalize_action`):
+    """Per candidate, over the neighbours that took it (actions compared by :func:`normalize_action`; equal
+    candidates get the same statistics):
     n(a) (int64), the sum of their returns and their best return (−inf where none took it); shape (n,) each."""
     n = len(candidates)
     counts = np.zeros(n, dtype=np.int64)
     sums = np.zeros(n, dtype=np.float64)
     maxima = np.full(n, -np.inf)
-    index = {key: i for i, key in enumerate(normalize_action(a) for a in candidates)}
+    index: dict[str, list[int]] = {}
+    for i, key in enumerate(normalize_action(a) for a in candidates):
+        index.setdefault(key, []).append(i)  # candidates with the same (back-off) key share its statistics
     for nb in neighbours:
-        i = index.get(normalize_action(nb.action))
-        if i is not None:
+        for i in index.get(normalize_action(nb.action), ()):
             counts[i] += 1
             sums[i] += nb.ret
             maxima[i] = max(maxima[i], nb.ret)

@@ -52,6 +52,7 @@ class CandidateView:
     bonus: bool
     posterior: float
     key: str | None = None  # what memory knows the action by, where it is not the action itself (web: action_key)
+    backed_off: bool = False  # Q̂ and the count came from the key's back-off key (``backoff_actions``)
 
 
 @dataclass
@@ -237,6 +238,7 @@ class EpisodeContext:
     timings: dict[str, float] = field(default_factory=dict)
     replay: list[tuple[str, str | None]] = field(default_factory=list)  # (action, world hash) still to replay
     task: str | None = None  # the environment's name (a game, a web task), recorded with the episode
+    backoff: Callable[[str], str] | None = None  # the environment's back-off action key (``backoff_actions``)
 
 
 @dataclass
@@ -290,6 +292,7 @@ class Decision:
                 count=int(est.counts[i]),
                 bonus=bool(est.bonus[i]),
                 key=self.action_keys[i] if self.action_keys else None,
+                backed_off=bool(est.backed_off[i]) if len(est.backed_off) else False,
                 posterior=float(self.posterior[i]),
             )
             for i, a in enumerate(self.candidates)
@@ -437,6 +440,8 @@ class Agent:
         if backed:
             ctx.timings["backup"] = backup_seconds
         ctx.task = getattr(env, "name", None)
+        if cfg.abstract_actions and cfg.backoff_actions:
+            ctx.backoff = getattr(env, "backoff_key", None)
         if use_memory and cfg.replay_best:
             # Go-Explore's return: to a state drawn uniformly along the best path (its frontier included), so
             # exploration also starts before a frontier that leads only to dead ends (zork1's dark cellar)
@@ -478,7 +483,7 @@ class Agent:
             match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
-            optimistic=cfg.optimistic,
+            optimistic=cfg.optimistic, backoff=ctx.backoff if match is not candidates else None,
         )
         cand_tokens = [ctx.prompt.candidate_tokens(a) for a in candidates]
         scored = self.scorer.score(ctx.prompt.tokens(), cand_tokens, prior=Prior(cfg.prior))

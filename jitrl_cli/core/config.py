@@ -34,7 +34,7 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
 #: ``history`` 0 (the prompt shows the current page, not the earlier actions) is ours: the 270M model copies its last
 #: action (bench/RESULTS.md, "The prompt without the earlier actions").
 WEB_DEFAULTS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence",
-                "history": 0}
+                "history": 0, "backoff_actions": False}
 
 
 @dataclass
@@ -78,6 +78,9 @@ class AgentConfig:
         abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.
+        backoff_actions: with ``abstract_actions``, a candidate whose key no neighbour took is valued by the
+            neighbours whose actions share its coarser key (the environment's ``backoff_key``, web:
+            :func:`adapters.web_observation.backoff_key`; :func:`jitrl_cli.core.advantage.estimate_advantages`).
         prompt_inventory: the transcript shows what the player carries after every observation.
         history: the earlier actions (with the observations they led to) the transcript prompt shows before
             the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).
@@ -107,6 +110,7 @@ class AgentConfig:
     prior: Prior = Prior.sequence
     replay_best: bool = False
     abstract_actions: bool = True
+    backoff_actions: bool = False
     prompt_inventory: bool = False
     history: int | None = None
 
