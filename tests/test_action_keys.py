@@ -86,7 +86,7 @@ def test_what_earlier_instances_taught_reaches_a_new_instance_only_with_abstract
     knows it by was taken before; with abstract keys that happens across instances, with exact strings not."""
     memory, logs = tmp_path / "memory", tmp_path / "logs"
     result = run_cli("web", "--task", "click-button", "-n", "4", "--seed", "0", "--json", "--memory", str(memory),
-                     "--log-dir", str(logs), flag)
+                     "--log-dir", str(logs), flag, "--no-backoff-actions")  # back-off: its own test below
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(memory / "memory.sqlite") as con:
         stored = con.execute("SELECT episode_id, action FROM steps ORDER BY id").fetchall()

@@ -129,7 +129,7 @@ def test_help_lists_every_option_with_defaults():
 @pytest.mark.parametrize("command, spec, defaults", [
     ("play", "GAME_POLICY", ["default: 30.0", "default: 0.95", "default: sequence"]),
     ("eval", "GAME_POLICY", ["default: 30.0", "default: 0.95", "β of the jitrl arm"]),
-    ("web", "WEB_POLICY", ["default: 3.0", "default: 0.5", "default: paper"]),
+    ("web", "WEB_POLICY", ["default: 10.0", "default: 0.5", "default: paper", "--backoff-actions"]),
 ])
 def test_every_command_lists_its_learning_options_in_one_panel(command, spec, defaults):
     from jitrl_cli.commands import options

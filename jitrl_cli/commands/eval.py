@@ -53,7 +53,7 @@ def eval_(
 
     With --games A,B (or all), each game gets its own eval directory OUT/<game>/ and OUT/ the aggregate.
 
-    With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 3, γ 0.5, k 10,
+    With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 10, γ 0.5, k 10,
     paper exploration, mean Q̂, no exact match or cycle avoidance."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))

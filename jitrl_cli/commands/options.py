@@ -8,8 +8,8 @@ and the sequence prior (``--prior constrained`` is the faster step; it learned w
 bench/RESULTS.md, "The constrained prior").
 The paper's settings (`--paper`) are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
 --gamma 0.5 --beta 3 --k 10 --alpha 5 --bonus-prob 0.65` (α and λ of the paper's exploration bonus).
-`jitrl web` and `eval --suite` keep the paper's settings (``WEB_DEFAULTS``), which the MiniWoB++
-runs of issue 4 measured.
+`jitrl web` and `eval --suite` have their own defaults (``WEB_DEFAULTS``): the paper's γ, k, exploration and Q̂,
+with β 10, back-off action keys and no earlier actions in the prompt, each measured on MiniWoB++.
 """
 
 from __future__ import annotations
