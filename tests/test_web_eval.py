@@ -265,6 +265,8 @@ def test_suite_summary_arithmetic(tmp_path):
         (["--suite", "miniwob", "--tasks", "click-button", "--step-rewards", "llm"], "web suites use env"),
         (["zork1", "--task-memory"], "--task-memory applies to web suites"),
         (["zork1", "--exact-actions"], "--exact-actions applies to web suites"),
+        (["zork1", "--backoff-actions"], "--backoff-actions/--no-backoff-actions apply to web suites"),
+        (["zork1", "--no-backoff-actions"], "--backoff-actions/--no-backoff-actions apply to web suites"),
     ],
 )
 def test_suite_eval_bad_input_is_one_line(tmp_path, args, message):
