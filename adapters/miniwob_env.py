@@ -26,8 +26,8 @@ from typing import Any
 from adapters.base import AdapterError
 from adapters.browser import Browser, OriginGuard
 from adapters.web_observation import (
-    ActionError, ElementIds, action_key, backoff_key, enumerate_candidates, execute, parse_action, render_observation,
-    short_url, state_key, take_snapshot,
+    ActionError, ElementIds, action_key, backoff_key, enumerate_candidates, execute, goal_values, parse_action,
+    render_observation, short_url, state_key, take_snapshot,
 )
 
 NAMESPACE = "miniwob"
@@ -188,9 +188,10 @@ class MiniWoBEnv:
             roots = take_snapshot(self.page, self.ids)
             scrollable = bool(self.page.evaluate("() => document.documentElement.scrollHeight > window.innerHeight + 4"))
             candidates = enumerate_candidates(self.goal, roots, can_scroll=scrollable)
-            keys = [action_key(c, self.goal, roots) for c in candidates]
+            values = goal_values(self.goal, roots)
+            keys = [action_key(c, self.goal, roots, values) for c in candidates]
             obs = render_observation(self.goal, url, roots, error)
-            key = state_key(self.goal, url, roots)
+            key = state_key(self.goal, url, roots, values=values)
         self._roots = roots
         return obs, {
             "score": raw, "max_score": 1.0, "location": short_url(url), "inventory": [], "candidates": candidates,

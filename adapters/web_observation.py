@@ -346,14 +346,14 @@ def masked_role(role: str, wanted: set[str]) -> str:
     return "#goal" if role.lower() in wanted else role
 
 
-def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30) -> str:
+def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30, values: set[str] | None = None) -> str:
     """The memory's state key: goal template | masked URL | focused element | interactive elements.
 
     Element names the goal names (:func:`goal_values`) are masked as ``"#goal"`` in the elements (same state across
     instances) and as ``#`` in the goal, and so are roles (:func:`masked_role`); filled text fields show
-    ``=filled``, checked/selected states are kept.
+    ``=filled``, checked/selected states are kept. ``values``: :func:`goal_values`, where the caller has them.
     """
-    wanted = goal_values(goal, roots)
+    wanted = goal_values(goal, roots) if values is None else values
     focus = "none"
     elems: list[str] = []
     for root in roots:
@@ -411,21 +411,20 @@ def enumerate_candidates(
     return list(dict.fromkeys(out))[:max_candidates]
 
 
-def action_key(text: str, goal: str, roots: list[Node]) -> str:
+def action_key(text: str, goal: str, roots: list[Node], values: set[str] | None = None) -> str:
     """What an action does, without what makes it this instance's: the memory's key for the action.
 
     The element id becomes the element's role and accessible name; a name or argument equal to one of the
     goal's texts or names of the page's elements that the goal mentions (:func:`goal_values`) becomes ``"#goal"``,
-    as the state key masks them (a role the goal names
-    becomes ``#goal``: :func:`masked_role`); elements that the
-    role and masked name do not tell apart get their position among such elements (``#2``, ``#3``: the first
-    has none). Actions without an element are their own key. Examples: ``click [7] "Submit"`` →
+    as the state key masks them, and so does a role the goal names (:func:`masked_role`); elements that the role
+    and masked name do not tell apart get their position among such elements (``#2``, ``#3``: the first has none). Actions without an element are their own key. Examples: ``click [7] "Submit"`` →
     ``click button "Submit"``; ``type [4] "Paris"`` with the goal ``Enter "Paris"`` → ``type textbox "#goal"``.
 
     Args:
         text: the concrete action string (:func:`enumerate_candidates`).
         goal: the task's goal.
         roots: the page's tree, element ids assigned (:class:`ElementIds`).
+        values: :func:`goal_values` of ``goal`` and ``roots``, where the caller has them (computed otherwise).
 
     Returns:
         the key; ``text`` itself when it is not an action of the grammar or names no element on the page.
@@ -436,7 +435,7 @@ def action_key(text: str, goal: str, roots: list[Node]) -> str:
         return text
     if action.element is None:
         return text
-    wanted = goal_values(goal, roots)
+    wanted = goal_values(goal, roots) if values is None else values
 
     def masked(value: str) -> str:
         return '"#goal"' if value.lower() in wanted else quote(value[:40])
@@ -465,7 +464,7 @@ _POSITION = re.compile(r" #\d+$")
 
 
 def backoff_key(key: str) -> str:
-    """The coarser key an action's :func:`action_key` backs off to: without the names that are not goal texts and
+    """The coarser key an action's :func:`action_key` backs off to: without the names that are not goal values and
     without the position among like elements, i.e. what the action does to which kind of element.
 
     ``click checkbox "Hh8"`` → ``click checkbox``; ``click checkbox "#goal"`` → itself; ``type textbox "#goal" #2``

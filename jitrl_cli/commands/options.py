@@ -87,7 +87,7 @@ GAME_POLICY: dict[str, Any] = {
     "optimistic": OPTIMISTIC, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }
-#: The learning options of `jitrl web`: the game commands' shared ones, with the paper's defaults (``WEB_DEFAULTS``).
+#: The learning options of `jitrl web`: the game commands' shared ones, with the web defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
     "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "backoff_actions": BACKOFF_ACTIONS, "history": WEB_HISTORY,
