@@ -346,6 +346,14 @@ def masked_role(role: str, wanted: set[str]) -> str:
     return "#goal" if role.lower() in wanted else role
 
 
+ELEMENT_STATES = ("checked", "selected", "expanded", "disabled")
+
+
+def element_state(node: Node) -> str:
+    """The element's toggle states as the keys show them: ``[checked]``, ``[selected][expanded]``, or ``""``."""
+    return "".join(f"[{a}]" for a in ELEMENT_STATES if a in node.attrs)
+
+
 def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30, values: set[str] | None = None) -> str:
     """The memory's state key: goal template | masked URL | focused element | interactive elements.
 
@@ -363,7 +371,7 @@ def state_key(goal: str, url: str, roots: list[Node], max_elements: int = 30, va
             if not n.clickable and n.role not in TYPEABLE:
                 continue
             name = '"#goal"' if n.name.lower() in wanted else (quote(n.name[:30]) if n.name else "")
-            state = "".join(f"[{a}]" for a in ("checked", "selected", "expanded", "disabled") if a in n.attrs)
+            state = element_state(n)
             filled = "=filled" if n.role in TYPEABLE and n.text else ""
             elems.append(f"{masked_role(n.role, wanted)}{' ' + name if name else ''}{state}{filled}")
     return f"goal: {mask_goal(goal_template(goal), wanted)} | url: {mask_url(url)} | focus: {focus} | {'; '.join(elems[:max_elements])}"
@@ -416,9 +424,13 @@ def action_key(text: str, goal: str, roots: list[Node], values: set[str] | None 
 
     The element id becomes the element's role and accessible name; a name or argument equal to one of the
     goal's texts or names of the page's elements that the goal mentions (:func:`goal_values`) becomes ``"#goal"``,
-    as the state key masks them, and so does a role the goal names (:func:`masked_role`); elements that the role
-    and masked name do not tell apart get their position among such elements (``#2``, ``#3``: the first has none). Actions without an element are their own key. Examples: ``click [7] "Submit"`` →
-    ``click button "Submit"``; ``type [4] "Paris"`` with the goal ``Enter "Paris"`` → ``type textbox "#goal"``.
+    as the state key masks them, and so does a role the goal names (:func:`masked_role`). The element's toggle
+    states follow (:func:`element_state`): clicking a ticked box undoes what clicking it unticked did, so the two
+    are different actions (``click checkbox "#goal"[checked]``). Elements that role, masked name and state do not
+    tell apart get their position among such elements (``#2``, ``#3``: the first has none), so after the first
+    goal box is ticked, the next unticked one is ``click checkbox "#goal"`` again. Actions without an element are
+    their own key. Examples: ``click [7] "Submit"`` → ``click button "Submit"``; ``type [4] "Paris"`` with the
+    goal ``Enter "Paris"`` → ``type textbox "#goal"``.
 
     Args:
         text: the concrete action string (:func:`enumerate_candidates`).
@@ -446,15 +458,16 @@ def action_key(text: str, goal: str, roots: list[Node], values: set[str] | None 
         for n in root.walk():
             if n.id is None:
                 continue
-            ident = f"{masked_role(n.role, wanted)} {masked(n.name) if n.name else ''}".rstrip()
+            ident = f"{masked_role(n.role, wanted)} {masked(n.name) if n.name else ''}".rstrip() + element_state(n)
             like[ident] = like.get(ident, 0) + 1
             if n.id == action.element:
-                found = (ident, like[ident])
+                found = (ident, like[ident], n)
     if found is None:
         return text
-    ident, position = found
+    ident, position, node = found
     arg = f" {masked(action.text)}" if action.text is not None and action.kind != "click" else ""
-    if action.kind == "click" and action.text is not None and not ident.endswith(masked(action.text)):
+    if action.kind == "click" and action.text is not None and not ident.removesuffix(element_state(node)).endswith(
+            masked(action.text)):
         arg = f" {masked(action.text)}"  # a click on a text inside a block: which text matters
     return f"{action.kind} {ident}{arg}{f' #{position}' if position > 1 else ''}"
 
@@ -467,7 +480,8 @@ def backoff_key(key: str) -> str:
     """The coarser key an action's :func:`action_key` backs off to: without the names that are not goal values and
     without the position among like elements, i.e. what the action does to which kind of element.
 
-    ``click checkbox "Hh8"`` → ``click checkbox``; ``click checkbox "#goal"`` → itself; ``type textbox "#goal" #2``
+    ``click checkbox "Hh8"`` → ``click checkbox``; ``click checkbox "Hh8"[checked]`` → ``click checkbox[checked]``;
+    ``click checkbox "#goal"`` → itself; ``type textbox "#goal" #2``
     → ``type textbox "#goal"``; ``click button "Submit"`` → ``click button``. An instance's own names (random
     words in most MiniWoB++ tasks) never repeat, so their exact keys are new in every instance; the back-off key
     is what repeats (:func:`jitrl_cli.core.advantage.estimate_advantages`, ``backoff``).

@@ -60,6 +60,29 @@ def test_element_names_the_goal_mentions_are_masked_in_keys_and_in_the_goal():
     assert goal_values("Select abcd and click Submit.", roots) == set()  # "abc" is no whole word of it
 
 
+def test_a_ticked_box_is_another_action_and_the_next_unticked_goal_box_takes_the_first_ones_key():
+    """Clicking a ticked box undoes the tick: the key shows the element's state, in exact and back-off keys, and
+    positions count among elements in the same state (the first unticked goal box is always the same key)."""
+    goal = "Select fzzqo, NYYyS82 and click Submit."
+
+    def page(*ticked):
+        return [Node("main", children=[
+            Node("checkbox", name, ref=f"e{i}", id=3 + i, attrs={"checked": ""} if name in ticked else {})
+            for i, name in enumerate(("fzzqo", "NYYyS82", "abc"))] + [Node("button", "Submit", ref="e9", id=9)])]
+
+    clicks = ('click [3] "fzzqo"', 'click [4] "NYYyS82"', 'click [5] "abc"')
+    assert [action_key(a, goal, page()) for a in clicks] == [
+        'click checkbox "#goal"', 'click checkbox "#goal" #2', 'click checkbox "abc"']
+    assert [action_key(a, goal, page("fzzqo", "abc")) for a in clicks] == [
+        'click checkbox "#goal"[checked]', 'click checkbox "#goal"', 'click checkbox "abc"[checked]']
+    assert [action_key(a, goal, page("fzzqo", "NYYyS82")) for a in clicks[:2]] == [
+        'click checkbox "#goal"[checked]', 'click checkbox "#goal"[checked] #2']
+    assert backoff_key('click checkbox "abc"[checked]') == "click checkbox[checked]"
+    assert backoff_key('click checkbox "#goal"[checked] #2') == 'click checkbox "#goal"[checked]'
+    assert 'checkbox "#goal"[checked]; checkbox "#goal"; checkbox "abc"[checked]' in state_key(
+        goal, "miniwob/click-checkboxes.html", page("fzzqo", "abc"))
+
+
 def test_the_goal_button_has_one_key_in_every_click_button_instance(browser):  # noqa: F811
     from adapters.miniwob_env import MiniWoBEnv
 
