@@ -83,6 +83,23 @@ def test_a_ticked_box_is_another_action_and_the_next_unticked_goal_box_takes_the
         goal, "miniwob/click-checkboxes.html", page("fzzqo", "abc"))
 
 
+def test_a_real_ticked_box_has_its_own_key_and_unticking_restores_the_first_one(browser):  # noqa: F811
+    """On the real click-checkboxes page: the tick the page shows is in the key of the box's next click."""
+    from adapters.miniwob_env import MiniWoBEnv
+
+    env = MiniWoBEnv("click-checkboxes", browser, seed=5)
+    try:
+        _, info = env.reset()
+        i = info["action_keys"].index('click checkbox "#goal"')
+        box = info["candidates"][i]
+        _, _, done, _, info = env.step(box)
+        assert not done and info["action_keys"][info["candidates"].index(box)] == 'click checkbox "#goal"[checked]'
+        _, _, done, _, info = env.step(box)
+        assert not done and info["action_keys"][info["candidates"].index(box)] == 'click checkbox "#goal"'
+    finally:
+        env.close()
+
+
 def test_the_goal_button_has_one_key_in_every_click_button_instance(browser):  # noqa: F811
     from adapters.miniwob_env import MiniWoBEnv
 
