@@ -458,16 +458,16 @@ def action_key(text: str, goal: str, roots: list[Node], values: set[str] | None 
         for n in root.walk():
             if n.id is None:
                 continue
-            ident = f"{masked_role(n.role, wanted)} {masked(n.name) if n.name else ''}".rstrip() + element_state(n)
+            named = f"{masked_role(n.role, wanted)} {masked(n.name) if n.name else ''}".rstrip()
+            ident = named + element_state(n)
             like[ident] = like.get(ident, 0) + 1
             if n.id == action.element:
-                found = (ident, like[ident], n)
+                found = (ident, like[ident], named)
     if found is None:
         return text
-    ident, position, node = found
+    ident, position, named = found
     arg = f" {masked(action.text)}" if action.text is not None and action.kind != "click" else ""
-    if action.kind == "click" and action.text is not None and not ident.removesuffix(element_state(node)).endswith(
-            masked(action.text)):
+    if action.kind == "click" and action.text is not None and not named.endswith(masked(action.text)):
         arg = f" {masked(action.text)}"  # a click on a text inside a block: which text matters
     return f"{action.kind} {ident}{arg}{f' #{position}' if position > 1 else ''}"
 
