@@ -91,6 +91,28 @@ def test_ucb_counts_actions_already_taken_earlier_in_the_episode():
         estimate_advantages(["a", "b"], [], exploration="ucb", pending_counts=[1])
 
 
+def test_puct_weighs_the_count_bonus_by_the_prior():
+    # zork2's Foot Bridge: north and south tried and harmless, the ravine jump untried and all but ruled out by the model
+    candidates = ["north", "south", "jump", "look around ravine"]
+    neighbours = [nb("north", 0.0), nb("south", 0.0)]
+    prior = np.array([0.3, 0.69, 0.001, 0.009])
+    ucb = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0)
+    puct = estimate_advantages(candidates, neighbours, exploration="puct", alpha=1.0, prior=prior)
+    assert ucb.normalized[2] == pytest.approx(1.0)  # ucb: the untried jump gets the largest bonus
+    # puct: α·π(a)·sqrt(|N| + m)/(n(a) + m(a) + 1), so the likely, tried south outranks the unlikely, untried jump
+    assert puct.raw == pytest.approx(prior * np.sqrt(2) / np.array([2, 2, 1, 1]))
+    assert int(np.argmax(puct.normalized)) == 1 and puct.normalized[2] < 0.01
+    assert puct.bonus.all() and puct.q[2] == pytest.approx(puct.raw[2])
+    # a revisit within the episode counts (m(a)), as with ucb; a first visit with no memory changes nothing
+    again = estimate_advantages(candidates, neighbours, exploration="puct", prior=prior, pending_counts=[0, 2, 0, 0])
+    assert again.raw[1] == pytest.approx(0.69 * 2 / 4) and again.raw[0] == pytest.approx(0.3 * 2 / 2)
+    assert not estimate_advantages(candidates, [], exploration="puct", prior=prior).normalized.any()
+    with pytest.raises(ValueError, match="prior"):
+        estimate_advantages(candidates, neighbours, exploration="puct")
+    with pytest.raises(ValueError, match="shape"):
+        estimate_advantages(candidates, neighbours, exploration="puct", prior=[0.5, 0.5])
+
+
 def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     # "take egg" began the best trajectory once, but this episode it already led from here straight back into a
     # state visited before (it closed a cycle)

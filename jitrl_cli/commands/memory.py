@@ -217,6 +217,9 @@ def inspect(
         raise UserError("give --state or --step, not both")
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
                   returns=returns, gamma=gamma, beta=beta, alpha=alpha)
+    if Exploration(exploration) is Exploration.puct:
+        raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
+                        "use none, ucb or paper")
     with _open(memory) as store:
         if state is None and step is None:
             _overview(store, game, json_out)

@@ -20,6 +20,11 @@ A candidate never taken among the neighbours gets an exploration bonus:
            (deterministic; n(a) = neighbours that took a, m(a) = times a was already taken
            from this state earlier in the running episode, m = Σ m(a); untried actions get
            the most, so the agent stops looping between the same actions mid-episode);
+    puct:  A(s,a) += α·π(a|s)·sqrt(|N(s)|+m) / (1+n(a)+m(a)) for every candidate, the prior-weighted
+           bonus of PUCT (Silver et al. 2017, AlphaGo Zero, "Search algorithm"; Rosin 2011): the LLM prior
+           π(a|s) decides which untried actions are worth a try, so an action the model all but rules out
+           (π ≈ 0: "jump" on a bridge over a ravine) gets no bonus, where ``ucb`` gives every untried
+           candidate the same, largest one and β·Ã then outweighs any prior;
     none:  A = 0 for unseen candidates.
 
 Optimistic floor (our addition, ``optimistic=True``): an unseen candidate's Q̂ starts from
@@ -74,6 +79,7 @@ class Exploration(str, Enum):
 
     paper = "paper"
     ucb = "ucb"
+    puct = "puct"
     none = "none"
 
 
@@ -137,6 +143,7 @@ def estimate_advantages(
     repeated: Sequence[bool] | None = None,
     optimistic: bool = False,
     backoff: Callable[[str], str] | None = None,
+    prior: Sequence[float] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -144,34 +151,44 @@ def estimate_advantages(
         candidates: the candidate actions C(s), length n.
         neighbours: the retrieved steps N(s) (already filtered by similarity).
         exploration: ``paper`` (stochastic bonus α/|N| with probability λ), ``ucb``
-            (deterministic count bonus) or ``none``.
+            (deterministic count bonus), ``puct`` (count bonus weighted by the prior) or ``none``.
         alpha: α, the bonus scale (score points).
         bonus_prob: λ, the probability of applying the paper's bonus to an unseen candidate.
         rng: random generator for the paper's bonus (required only for ``paper``).
         q_estimate: ``mean`` (paper eq. 5) or ``max`` (best return, for deterministic games).
         pending_counts: length n, m(a): times each candidate was taken from this state
-            earlier in the running episode (not yet in memory); used by ``ucb`` only.
+            earlier in the running episode (not yet in memory); used by ``ucb`` and ``puct`` only.
         repeated: length n, candidates that closed a cycle from this state earlier in the running
             episode; they get Ã = −1 and the others are normalised among themselves.
         optimistic: value unseen candidates from max(V̂, 0) instead of V̂ (see the module docstring).
         backoff: b(a), the coarser key a candidate that no neighbour took is valued by (module docstring);
             None: none.
+        prior: length n, π(a|s), the prior policy's probabilities of the candidates (summing to 1); required
+            by ``puct`` only.
 
     Returns:
-        An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb``, no earlier
+        An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
         visit in this episode) every advantage is 0: the posterior equals the prior.
 
     Raises:
-        ValueError: for an unknown exploration mode or Q estimate, or ``paper`` mode with λ > 0 and no rng.
+        ValueError: for an unknown exploration mode or Q estimate, ``paper`` mode with λ > 0 and no rng,
+            ``puct`` without a prior, or a prior of another length than n.
     """
     exploration = Exploration(exploration)
     best = QEstimate(q_estimate) is QEstimate.max
     n = len(candidates)
     pending, repeated = _visit_marks(n, pending_counts, repeated)
+    counted = exploration in (Exploration.ucb, Exploration.puct)
+    if exploration is Exploration.puct:
+        if prior is None:
+            raise ValueError("the puct exploration bonus needs the prior's probabilities")
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.shape != (n,):
+            raise ValueError(f"prior has shape {prior.shape}, expected ({n},)")
     q = np.full(n, np.nan)
     raw = np.zeros(n, dtype=np.float64)
     bonus = np.zeros(n, dtype=bool)
-    revisited = (exploration is Exploration.ucb and pending.any()) or repeated.any()
+    revisited = (counted and pending.any()) or repeated.any()
     backed_off = np.zeros(n, dtype=bool)
     if n == 0 or not (neighbours or revisited):
         return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours), backed_off)
@@ -195,8 +212,12 @@ def estimate_advantages(
     n_nb = len(neighbours)
     if exploration is Exploration.paper and alpha > 0:
         _paper_bonus(q, raw, bonus, np.flatnonzero(~seen), value, value + floor, alpha, n_nb, bonus_prob, rng)
-    elif exploration is Exploration.ucb and alpha > 0:
-        raw = raw + alpha * np.sqrt(math.log(n_nb + int(pending.sum()) + 1) / (counts + pending + 1))
+    elif counted and alpha > 0:
+        visits = n_nb + int(pending.sum())
+        if exploration is Exploration.ucb:
+            raw = raw + alpha * np.sqrt(math.log(visits + 1) / (counts + pending + 1))
+        else:
+            raw = raw + alpha * prior * math.sqrt(visits) / (counts + pending + 1)
         bonus[:] = True
         q[~seen] = value + raw[~seen]
     return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb, backed_off)

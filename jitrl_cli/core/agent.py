@@ -452,7 +452,8 @@ class Agent:
 
     def decide(self, ctx: EpisodeContext, obs: str, info: dict[str, Any], timings: dict[str, float]) -> Decision:
         """One step of the policy (paper Algorithm 1, lines 3–8): state key → embedding → retrieval of the
-        k nearest stored steps → advantages Ã(s,a) → LLM prior z → posterior z/T + β·Ã → sampled action.
+        k nearest stored steps → LLM prior z → advantages Ã(s,a) (``--exploration puct`` weighs its bonus by the
+        prior π = softmax(z/T)) → posterior z/T + β·Ã → sampled action.
 
         Args:
             ctx: the running episode (its rng, prompt and cycle tracker advance).
@@ -479,16 +480,17 @@ class Agent:
             cross_task = sum(1 for n in neighbours if tasks.get(n.step_id) not in (None, ctx.task)) / len(neighbours)
         timings["retrieval"] = time.perf_counter() - t0
         ctx.cycles.arrive(info["state_hash"] or key, info["score"])
-        est = estimate_advantages(
-            match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
-            q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
-            repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
-            optimistic=cfg.optimistic, backoff=ctx.backoff if match is not candidates else None,
-        )
         cand_tokens = [ctx.prompt.candidate_tokens(a) for a in candidates]
         scored = self.scorer.score(ctx.prompt.tokens(), cand_tokens, prior=Prior(cfg.prior))
         timings["scoring"] = scored.seconds
         t0 = time.perf_counter()
+        prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
+        est = estimate_advantages(
+            match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
+            q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
+            repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
+            optimistic=cfg.optimistic, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
+        )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)
         if ctx.replay:  # phased exploration: follow the best episode while the world is the one it saw
@@ -497,7 +499,6 @@ class Agent:
                 chosen = candidates.index(action)
             else:
                 ctx.replay.clear()
-        prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
         post_p = np.exp(log_softmax(z_post))
         timings["update"] = time.perf_counter() - t0
         ctx.cycles.leave(candidates[chosen])

@@ -51,7 +51,7 @@ class AgentConfig:
         temperature: T of the prior logits.
         greedy: argmax instead of sampling.
         learn: read and write memory; False is the static baseline (β forced to 0, memory untouched).
-        exploration: bonus for unseen candidates (paper / ucb / none); alpha α and bonus_prob λ.
+        exploration: bonus for unseen candidates (paper / ucb / puct / none); alpha α and bonus_prob λ.
         death_penalty: subtracted from the last reward when the game is lost.
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
