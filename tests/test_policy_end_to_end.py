@@ -86,3 +86,34 @@ def test_q_estimate_max_is_the_best_stored_return_from_the_same_world_state(run)
                 checked += 1
                 differs += not np.isclose(max(taken), np.mean(taken))
     assert checked >= 10 and differs >= 3, (checked, differs)
+
+
+def test_puct_bonus_is_weighted_by_the_logged_prior(tmp_path):
+    """`--exploration puct` on the real engine and model: every logged raw advantage is
+    (Q̂ − V̂ where some neighbour took the action) + α·π(a)·sqrt(|N| + m)/(n(a) + m(a) + 1), with π the logged prior
+    and m(a) the times the action was already taken from this world state earlier in the episode (from memory.sqlite)."""
+    alpha, mem, logs = 2.0, tmp_path / "mem", tmp_path / "logs"
+    proc = run_cli("play", "zork1", "--episodes", "3", "--max-steps", "6", "--json", "--memory", str(mem),
+                   "--log-dir", str(logs), "--exploration", "puct", "--alpha", str(alpha), "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        world = {(u, s): h for u, s, h in db.execute(
+            "SELECT e.uuid, s.step, s.world_hash FROM steps s JOIN episodes e ON e.id = s.episode_id")}
+    norm = lambda a: " ".join(a.lower().split())  # noqa: E731
+    checked = 0
+    for row in rows:
+        here = world[(row["uuid"], row["step"])]
+        before = [norm(r["action"]) for r in rows if r["uuid"] == row["uuid"] and r["step"] < row["step"]
+                  and world[(r["uuid"], r["step"])] == here]
+        pending = np.array([before.count(norm(c["action"])) for c in row["candidates"]])
+        if row["neighbours"] == 0 and not pending.any():
+            assert not any(c["raw_advantage"] for c in row["candidates"])  # first visit, empty memory: the prior alone
+            continue
+        prior = np.array([c["prior"] for c in row["candidates"]])
+        counts = np.array([c["count"] for c in row["candidates"]])
+        q = np.array([c["q"] if c["count"] else row["value"] for c in row["candidates"]], dtype=float)
+        want = (q - row["value"]) + alpha * prior * np.sqrt(row["neighbours"] + pending.sum()) / (counts + pending + 1)
+        assert [c["raw_advantage"] for c in row["candidates"]] == pytest.approx(want, abs=1e-9)
+        checked += 1
+    assert checked >= 6, checked
