@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,68 @@ def test_ray_is_refused_for_web_suites(tmp_path):
     result = run_cli("eval", "--suite", "miniwob", "--tasks", "click-button", "--ray", "local", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "--ray runs game evals" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            kids.append(int(status.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:\t", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state not in "ZX"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers' parent-death signal is Linux's prctl")
+def test_killing_an_eval_ends_its_workers_and_a_second_eval_on_a_run_being_played_is_refused(tmp_path):
+    out, log = tmp_path / "eval", tmp_path / "eval" / "episodes" / "jitrl-seed0.jsonl"
+    args = ["eval", "zork1", "--episodes", "30", "--max-steps", "40", "--arms", "jitrl", "--seeds", "2",
+            "--workers", "2", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        # the same directory again while its runs are played: refused in one line, nothing written
+        before = log.read_text()
+        second = run_cli(*args[:-4], "--workers", "1", "--out", str(out))
+        assert second.returncode != 0
+        assert any(line.startswith("error:") and "being played by another jitrl eval" in line
+                   for line in second.stderr.splitlines()), second.stderr
+        assert "Traceback" not in second.stderr
+        workers = _children(proc.pid)
+        assert len(workers) >= 3, workers  # the event queue's manager and two pool workers
+        proc.kill()  # SIGKILL: the driver gets no chance to stop them
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the killed eval"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # each log holds its run's episodes 1, 2, … once each, and the eval resumes from them
+    played = 0
+    for path in sorted((out / "episodes").glob("*.jsonl")):
+        numbers = [json.loads(line)["episode"] for line in path.read_text().splitlines()]
+        assert numbers == list(range(1, len(numbers) + 1)), (path.name, numbers)
+        played = max(played, len(numbers))
+    assert log.read_text().startswith(before)
+    resumed = run_cli("eval", "zork1", "--episodes", str(played + 1), *args[4:-2], "--out", str(out), "--force")
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(len(p.read_text().splitlines()) == played + 1 for p in (out / "episodes").glob("*.jsonl"))

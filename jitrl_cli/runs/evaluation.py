@@ -4,16 +4,22 @@ Layout of an eval directory::
 
     run.json                       the run's parameters (a resumed run must match them)
     episodes/<arm>-seed<s>.jsonl   one EpisodeResult object per finished episode (or .jsonl.gz once finished)
+    episodes/<arm>-seed<s>.lock    held (filelock) by the one process playing that run's episodes
     memory/<arm>-seed<s>/          the arm's own memory (fresh at episode 1)
     summary.json, curve.png        written by :mod:`jitrl_cli.runs.report`
 
 Resuming: an episode counts as done once its JSONL line is complete. A memory
 episode without a log line (the run was killed between the two writes) is
 deleted, so that memory and log always describe the same episodes.
+
+One writer per run: :func:`run_eval` holds each run's lock while it plays, so a second eval started on the
+same directory (or a resumed one while workers of a killed eval still play) stops with a one-line error
+instead of interleaving its episodes with the other's in one log and one memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -22,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from filelock import FileLock, Timeout
 
 from jitrl_cli.core.agent import Agent, EpisodeResult
 from jitrl_cli.core.config import AgentConfig
@@ -66,6 +74,24 @@ class Run:
 def episodes_path(out: Path, run: Run) -> Path:
     """The JSONL log of a run."""
     return out / "episodes" / f"{run.name}.jsonl"
+
+
+def hold_run(out: Path, run: Run) -> FileLock:
+    """Take the run's writer lock ``episodes/<arm>-seed<s>.lock`` (filelock; the OS releases it if the holder dies).
+
+    Returns:
+        the held lock (release it, or use it as a context manager).
+
+    Raises:
+        UserError: another process holds it (an eval playing this run now).
+    """
+    lock = FileLock(episodes_path(out, run).with_suffix(".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"{out} run {run.name} is being played by another jitrl eval; "
+                        "wait for it to end (or stop it) and resume, or use another --out") from None
+    return lock
 
 
 def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
@@ -238,12 +264,18 @@ def run_eval(
             A memory outside ``out`` is shared with other eval directories (a web suite's tasks), so it is
             not reconciled with this directory's logs alone: the caller reconciles it with every log that
             writes into it (:func:`reconcile_memory`).
+
+    Raises:
+        UserError: another process is playing one of ``runs`` in ``out`` (:func:`hold_run`); nothing was played.
     """
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     agents: dict[Run, Agent] = {}
     stores: list[MemoryStore] = []
     done: dict[Run, int] = {}
+    held = contextlib.ExitStack()
     try:
+        for run in runs:  # every run's lock before anything is read, written or reconciled
+            held.enter_context(hold_run(out, run))
         for run in runs:
             logged = read_episodes(episodes_path(out, run), repair=True)
             config = dataclasses.replace(base_config, seed=run.seed, **ARMS[run.arm])
@@ -273,3 +305,4 @@ def run_eval(
     finally:
         for store in stores:
             store.close()
+        held.close()

@@ -23,12 +23,17 @@ episode ends (asynchronous JitRL; the store is safe for concurrent writers and r
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import json
 import multiprocessing
+import multiprocessing.managers
 import os
 import queue as queue_module
 import shutil
+import signal
+import sys
 import tarfile
 import tempfile
 import threading
@@ -94,8 +99,39 @@ def split_threads(workers: int) -> int:
     return int(os.environ.get("JITRL_THREADS") or 0) or max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def _init_worker(threads: int) -> None:
+#: prctl(2)'s option: the signal the kernel sends a process when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when its parent ``parent`` (a pid) dies, however it dies (Linux only; elsewhere nothing).
+
+    prctl(2) ``PR_SET_PDEATHSIG`` has the kernel send SIGTERM then; a parent already gone ends this process
+    now. Killing ``jitrl eval --workers`` or ``jitrl play --workers`` thus ends its workers too, instead of
+    leaving them playing into the eval directory (where a resumed eval would meet their run locks).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    die_with_parent(parent)
     os.environ["JITRL_THREADS"] = str(threads)
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[tuple[Any, ProcessPoolExecutor]]:
+    """(an event queue, a pool of ``workers`` spawned processes), both ending with this process
+    (:func:`die_with_parent`); each worker gets its share of llama.cpp threads (:func:`split_threads`)."""
+    context = multiprocessing.get_context("spawn")
+    manager = multiprocessing.managers.SyncManager(ctx=context)
+    manager.start(die_with_parent, (os.getpid(),))
+    with manager, ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                      initargs=(split_threads(workers), os.getpid())) as pool:
+        yield manager.Queue(), pool
 
 
 class _QueueProgress:
@@ -160,13 +196,9 @@ def run_jobs(play: Callable[[Any, Path, EvalProgress | None], None], jobs: list[
     Raises:
         the first job's error (UserError, AdapterError, ServerError: one line), after the running jobs end.
     """
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        events = manager.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(split_threads(workers),)) as pool:
-            futures = [pool.submit(play, job, out, _QueueProgress(events)) for job in jobs]
-            _wait_all(futures, lambda: _forward(events, progress))
+    with _worker_pool(workers) as (events, pool):
+        futures = [pool.submit(play, job, out, _QueueProgress(events)) for job in jobs]
+        _wait_all(futures, lambda: _forward(events, progress))
 
 
 def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalProgress | None = None) -> None:
@@ -327,8 +359,6 @@ def run_play_workers(jobs: list[PlayJob], on_event: Callable[[tuple], None]) -> 
     Raises:
         the first worker's error, after the others stop.
     """
-    context = multiprocessing.get_context("spawn")
-
     def pump(events: Any) -> None:
         while True:
             try:
@@ -336,8 +366,5 @@ def run_play_workers(jobs: list[PlayJob], on_event: Callable[[tuple], None]) -> 
             except queue_module.Empty:
                 return
 
-    with context.Manager() as manager:
-        events = manager.Queue()
-        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=context, initializer=_init_worker,
-                                 initargs=(split_threads(len(jobs)),)) as pool:
-            _wait_all([pool.submit(play_worker, job, events) for job in jobs], lambda: pump(events))
+    with _worker_pool(len(jobs)) as (events, pool):
+        _wait_all([pool.submit(play_worker, job, events) for job in jobs], lambda: pump(events))
