@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from jitrl_cli.runs.evaluation import Run, hold_run
 from tests.conftest import run_cli
 
 TIMING = {"uuid", "seconds", "seconds_per_step_median", "seconds_per_step_mean", "timings_mean", "memory_write_seconds",
@@ -89,6 +90,14 @@ def ray_cluster(tmp_path):
 @pytest.mark.slow
 def test_eval_on_a_ray_cluster_logs_what_the_sequential_eval_logs(sequential, tmp_path, ray_cluster):
     out = tmp_path / "eval"
+    # a run another process is playing (its writer lock held): the Ray driver refuses before writing anything
+    (out / "episodes").mkdir(parents=True)
+    with hold_run(out, Run("static", 1)):
+        refused = run_cli(*EVAL, "--out", str(out), "--ray", ray_cluster, env=RAY_ENV)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert any(line.startswith("error:") and "static-seed1 is being played by another jitrl eval" in line
+               for line in refused.stderr.splitlines()), refused.stderr
+    assert not list((out / "episodes").glob("*.jsonl")) and not (out / "memory").exists()
     result = run_cli(*EVAL, "--out", str(out), "--ray", ray_cluster, env=RAY_ENV)
     assert result.returncode == 0, result.stderr
     assert logged(out) == logged(sequential)
