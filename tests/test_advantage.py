@@ -113,6 +113,28 @@ def test_puct_weighs_the_count_bonus_by_the_prior():
         estimate_advantages(candidates, neighbours, exploration="puct", prior=[0.5, 0.5])
 
 
+def test_backoff_states_value_what_this_state_never_tried_by_its_similar_states():
+    # zork2's Foot Bridge in a new world state: north and south tried here; "jump" killed (G = −10) in two similar
+    # world states (other objects lying about), "look around ravine" was harmless there, "west" was taken nowhere
+    candidates = ["north", "south", "jump", "look around ravine", "west"]
+    neighbours = [nb("north", 1.0), nb("south", 0.0)]
+    similar = [nb("jump", -10.0), nb("jump", -10.0), nb("look around ravine", 0.0), nb("north", 50.0)]
+    plain = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max")
+    # every untried candidate gets the same, largest bonus: the jump looks as good as the harmless look and west
+    assert plain.normalized[2] == plain.normalized[3] == plain.normalized[4] > plain.normalized[1]
+    est = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max", similar=similar)
+    # V̂ is this state's own (0.5); north keeps its own return, not the similar state's 50
+    assert est.value == pytest.approx(0.5) and est.q[0] == pytest.approx(1.0)
+    assert est.counts.tolist() == [1, 1, 2, 1, 0]
+    assert est.backed_off.tolist() == [False, False, True, True, False]
+    bonus = np.sqrt(np.log(3) / (est.counts + 1))
+    assert est.raw == pytest.approx(np.array([1.0, 0.0, -10.0, 0.0, 0.5]) - 0.5 + bonus)
+    assert est.normalized[2] == pytest.approx(-1.0) and est.normalized[4] > est.normalized[3]  # west keeps its bonus
+    # a state never visited has no own steps: its neighbours already are the similar states, nothing to back off to
+    alone = estimate_advantages(candidates, [], exploration="none", similar=similar)
+    assert not alone.normalized.any() and not alone.backed_off.any()
+
+
 def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     # "take egg" began the best trajectory once, but this episode it already led from here straight back into a
     # state visited before (it closed a cycle)

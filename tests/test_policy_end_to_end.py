@@ -117,3 +117,38 @@ def test_puct_bonus_is_weighted_by_the_logged_prior(tmp_path):
         assert [c["raw_advantage"] for c in row["candidates"]] == pytest.approx(want, abs=1e-9)
         checked += 1
     assert checked >= 6, checked
+
+
+def test_backoff_states_value_an_action_untried_here_by_its_returns_in_other_world_states(tmp_path):
+    """`--backoff-states` on the real engine and model: a candidate logged as ``backed_off`` was never taken from this
+    world state by an earlier episode (memory.sqlite), its Q̂ is the best return (``--q-estimate max``, the default) of
+    a stored step that took it from another world state, and it gets the UCB bonus of a seen action:
+    raw = Q̂ − V̂ + α·sqrt(ln(|N| + m + 1)/(n(a) + m(a) + 1)), n(a) counted among those similar steps."""
+    mem, logs = tmp_path / "mem", tmp_path / "logs"
+    proc = run_cli("play", "zork1", "--episodes", "4", "--max-steps", "8", "--json", "--memory", str(mem),
+                   "--log-dir", str(logs), "--backoff-states", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    norm = lambda a: " ".join(a.lower().split())  # noqa: E731
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        stored = db.execute("SELECT e.uuid, e.id, s.step, s.world_hash, s.action, s.ret FROM steps s "
+                            "JOIN episodes e ON e.id = s.episode_id").fetchall()
+    episode_id = {u: i for u, i, *_ in stored}
+    world = {(u, s): h for u, _, s, h, _, _ in stored}
+    checked = 0
+    for row in rows:
+        here, before = world[(row["uuid"], row["step"])], episode_id[row["uuid"]]
+        earlier = [(h, norm(a), g) for _, i, _, h, a, g in stored if i < before]
+        taken_here = {a for h, a, _ in earlier if h == here}
+        visits = [norm(r["action"]) for r in rows if r["uuid"] == row["uuid"] and r["step"] < row["step"]
+                  and world[(r["uuid"], r["step"])] == here]
+        for c in (c for c in row["candidates"] if c["backed_off"]):
+            action = norm(c["action"])
+            assert row["neighbours"] > 0 and action not in taken_here
+            elsewhere = [g for h, a, g in earlier if h != here and a == action]
+            assert any(abs(c["q"] - g) < 1e-9 for g in elsewhere) and 1 <= c["count"] <= len(elsewhere)
+            m, m_a = len(visits), visits.count(action)
+            bonus = np.sqrt(np.log(row["neighbours"] + m + 1) / (c["count"] + m_a + 1))
+            assert c["raw_advantage"] == pytest.approx(c["q"] - row["value"] + bonus, abs=1e-9)
+            checked += 1
+    assert checked >= 3, checked

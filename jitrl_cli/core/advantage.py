@@ -43,6 +43,16 @@ whose actions share its coarser key b(a) (web: the element's role without the in
 Such a candidate counts as seen (no exploration bonus). Without it, a web page whose elements carry random
 names offers only candidates never seen before in every instance, and the bonus goes to all of them alike.
 
+Back-off states (our addition, ``similar``): with exact-match retrieval, N(s) holds the steps of this very world state, and
+a candidate none of them took is valued by the steps of *similar* states (the ANN neighbours N'(s), the paper's
+retrieval, §4.1) that took it, the same back-off one level up, from the state to its neighbourhood:
+
+    Q̂(s,a) = mean (or max)_{n ∈ N'(s), a_n = a} G_n      where no n ∈ N(s) has a_n = a (nor its back-off key)
+
+V̂(s) stays this state's own. Such a candidate counts as seen (no exploration bonus), so an action that killed in every
+similar state ("jump" beside zork2's ravine, with other objects lying about) is not tried again for its bonus in
+each new world state, and one that scored in a similar state is tried here first.
+
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
 Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
@@ -112,7 +122,8 @@ class AdvantageEstimate:
         normalized: Ã(s,a) = A / max|A|, in [−1, 1].
         bonus: whether the candidate got an exploration bonus.
         n_neighbours: |N(s)|.
-        backed_off: whether Q̂ (and n(a)) came from the candidate's back-off key (all False without one).
+        backed_off: whether Q̂ (and n(a)) came from the candidate's back-off key or from similar states
+            (all False without either).
     """
 
     value: float
@@ -144,6 +155,7 @@ def estimate_advantages(
     optimistic: bool = False,
     backoff: Callable[[str], str] | None = None,
     prior: Sequence[float] | None = None,
+    similar: Sequence[Neighbour] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -165,6 +177,8 @@ def estimate_advantages(
             None: none.
         prior: length n, π(a|s), the prior policy's probabilities of the candidates (summing to 1); required
             by ``puct`` only.
+        similar: N'(s), steps of similar states (not in ``neighbours``) that value the candidates no neighbour
+            took (back-off states, module docstring); None or empty: none. Used only where ``neighbours`` is not empty.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
@@ -201,6 +215,12 @@ def estimate_advantages(
         backed_off = (counts == 0) & (b_counts > 0)
         counts, sums, maxima = (np.where(backed_off, b, a) for a, b in
                                 ((counts, b_counts), (sums, b_sums), (maxima, b_maxima)))
+    if similar and neighbours and not counts.all():
+        s_counts, s_sums, s_maxima = _count_returns(candidates, similar)
+        from_similar = (counts == 0) & (s_counts > 0)
+        backed_off |= from_similar
+        counts, sums, maxima = (np.where(from_similar, b, a) for a, b in
+                                ((counts, s_counts), (sums, s_sums), (maxima, s_maxima)))
     seen = counts > 0
     q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
     raw[seen] = q[seen] - value

@@ -470,10 +470,15 @@ class Agent:
         key = info["state_key"]
         vector = self.embedder.embed(key)
         neighbours: list[Neighbour] = []
+        similar: list[Neighbour] = []
         if ctx.use_memory:
             world = info["state_hash"] if cfg.exact_match else None
             neighbours = retrieve(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world, ctx.backed,
                                   cfg.fill_neighbours)
+            if world and cfg.backoff_states and neighbours:  # back-off states: the neighbourhood, for what N(s) never took
+                own = {n.step_id for n in neighbours}
+                similar = [n for n in retrieve(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, None,
+                                               ctx.backed) if n.step_id not in own]
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)
@@ -490,6 +495,7 @@ class Agent:
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
             optimistic=cfg.optimistic, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
+            similar=similar,
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)
