@@ -131,7 +131,7 @@ def test_embedder_is_deterministic_and_normalised():
 
 
 def test_exact_match_neighbours_come_first(tmp_path):
-    from jitrl_cli.core.retrieval import retrieve
+    from jitrl_cli.core.retrieval import retrieve, retrieve_with_similar
 
     emb = HashedNgramEmbedder()
     store = MemoryStore(tmp_path, emb)
@@ -153,6 +153,13 @@ def test_exact_match_neighbours_come_first(tmp_path):
     assert [n.action for n in nb] == ["up"] * 3
     nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
     assert len(nb) == 5 and nb[0].action == "north" and all(n.similarity < 1.0 for n in nb[3:])
+    # back-off states: a visited state's neighbourhood is the ANN neighbours outside its own steps; an unvisited
+    # state has none (its neighbours already are the ANN ones)
+    nb, near = retrieve_with_similar(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False)
+    assert [n.action for n in nb] == ["up"] * 3 and [n.action for n in near] == ["north"] * 3
+    assert not {n.step_id for n in nb} & {n.step_id for n in near}
+    nb, near = retrieve_with_similar(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
+    assert len(nb) == 5 and near == []
     store.close()
 
 

@@ -209,18 +209,13 @@ def estimate_advantages(
 
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
     counts, sums, maxima = _count_returns(candidates, neighbours)
+    stats = (counts, sums, maxima)
     if backoff is not None and neighbours and not counts.all():
-        coarse = [backoff(a) for a in candidates]
-        b_counts, b_sums, b_maxima = _count_returns(coarse, [Neighbour(backoff(nb.action), nb.ret) for nb in neighbours])
-        backed_off = (counts == 0) & (b_counts > 0)
-        counts, sums, maxima = (np.where(backed_off, b, a) for a, b in
-                                ((counts, b_counts), (sums, b_sums), (maxima, b_maxima)))
-    if similar and neighbours and not counts.all():
-        s_counts, s_sums, s_maxima = _count_returns(candidates, similar)
-        from_similar = (counts == 0) & (s_counts > 0)
-        backed_off |= from_similar
-        counts, sums, maxima = (np.where(from_similar, b, a) for a, b in
-                                ((counts, s_counts), (sums, s_sums), (maxima, s_maxima)))
+        coarse = _count_returns([backoff(a) for a in candidates], [Neighbour(backoff(nb.action), nb.ret) for nb in neighbours])
+        stats, backed_off = _back_off(stats, coarse, backed_off)
+    if similar and neighbours and not stats[0].all():
+        stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
+    counts, sums, maxima = stats
     seen = counts > 0
     q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
     raw[seen] = q[seen] - value
@@ -241,6 +236,15 @@ def estimate_advantages(
         bonus[:] = True
         q[~seen] = value + raw[~seen]
     return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb, backed_off)
+
+
+def _back_off(stats: tuple[np.ndarray, np.ndarray, np.ndarray], fallback: tuple[np.ndarray, np.ndarray, np.ndarray],
+              backed_off: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Katz-style back-off of the per-candidate statistics (n(a), Σ G, max G; shape (n,) each, as
+    :func:`_count_returns` gives them): a candidate with n(a) = 0 takes ``fallback``'s statistics where those
+    counted any return. Returns the merged statistics and ``backed_off`` with those candidates marked."""
+    took = (stats[0] == 0) & (fallback[0] > 0)
+    return tuple(np.where(took, b, a) for a, b in zip(stats, fallback)), backed_off | took
 
 
 def _paper_bonus(q: np.ndarray, raw: np.ndarray, bonus: np.ndarray, unseen: np.ndarray, value: float, start: float,

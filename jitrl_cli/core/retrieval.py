@@ -16,7 +16,7 @@ def retrieve_steps(
 ) -> list[RetrievedStep]:
     """The neighbours N(s) of a state as stored steps: at most ``k`` with cosine similarity ≥ ``min_similarity``.
 
-    With ``world_hash`` (the exact-match state key), steps taken in exactly the same
+    With ``world_hash`` (the exact-match key of the current state), steps taken in exactly the same
     world state come first (similarity 1, most recent first). The ANN neighbours fill the
     remaining places (``fill``), or stand in only for a state never visited (``fill=False``):
     similar states are other states, and under Q̂ = max one good return of an action
@@ -36,13 +36,32 @@ def retrieve_steps(
     Returns:
         steps by decreasing similarity (action, reward, return G, episode, step, state key).
     """
+    return retrieve_neighbourhood(store, namespace, vector, k, min_similarity, world_hash, returns, fill)[0]
+
+
+def retrieve_neighbourhood(
+    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
+    returns: dict[int, float] | None = None, fill: bool = True, similar: bool = False,
+) -> tuple[list[RetrievedStep], list[RetrievedStep]]:
+    """N(s) as :func:`retrieve_steps` (same arguments), and with ``similar`` the state's neighbourhood N'(s) for
+    back-off states (:func:`jitrl_cli.core.advantage.estimate_advantages`): the ANN neighbours (at most ``k``) that
+    are not in N(s), where N(s) holds steps of this very world state; empty otherwise (N(s) then already is the ANN
+    neighbourhood). One ANN query serves both.
+
+    Returns:
+        (N(s), N'(s)), each by decreasing similarity.
+    """
     hits = store.query_exact(namespace, world_hash, k) if world_hash else []
-    if len(hits) < k and (fill or not hits):
-        seen = {h.id for h in hits}
-        hits += [h for h in store.query(namespace, vector, k=k, min_similarity=min_similarity) if h.id not in seen][: k - len(hits)]
+    others: list[RetrievedStep] = []
+    fills = len(hits) < k and (fill or not hits)
+    if fills or (similar and hits):
+        own = {h.id for h in hits}
+        others = [h for h in store.query(namespace, vector, k=k, min_similarity=min_similarity) if h.id not in own]
+    steps = hits + others[: k - len(hits)] if fills else hits
+    near = others if similar and hits else []
     if returns:
-        hits = [dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in hits]
-    return hits
+        steps, near = ([dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in group] for group in (steps, near))
+    return steps, near
 
 
 def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
@@ -56,3 +75,12 @@ def retrieve(
 ) -> list[Neighbour]:
     """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.core.advantage.estimate_advantages` (paper §4.1)."""
     return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns, fill))
+
+
+def retrieve_with_similar(
+    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
+    returns: dict[int, float] | None = None, fill: bool = True,
+) -> tuple[list[Neighbour], list[Neighbour]]:
+    """:func:`retrieve_neighbourhood` with ``similar``, as neighbours: (N(s), N'(s)) for back-off states."""
+    steps, near = retrieve_neighbourhood(store, namespace, vector, k, min_similarity, world_hash, returns, fill, similar=True)
+    return as_neighbours(steps), as_neighbours(near)
