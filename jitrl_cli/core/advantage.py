@@ -208,9 +208,8 @@ def estimate_advantages(
         return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours), backed_off)
 
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
-    counts, sums, maxima = _count_returns(candidates, neighbours)
-    stats = (counts, sums, maxima)
-    if backoff is not None and neighbours and not counts.all():
+    stats = _count_returns(candidates, neighbours)
+    if backoff is not None and neighbours and not stats[0].all():
         coarse = _count_returns([backoff(a) for a in candidates], [Neighbour(backoff(nb.action), nb.ret) for nb in neighbours])
         stats, backed_off = _back_off(stats, coarse, backed_off)
     if similar and neighbours and not stats[0].all():
