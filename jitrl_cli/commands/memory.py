@@ -206,6 +206,7 @@ def inspect(
     exact_match: bool = options.EXACT_MATCH,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     optimistic: bool = options.OPTIMISTIC,
+    backoff_states: bool = options.BACKOFF_STATES,
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -236,7 +237,8 @@ def inspect(
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
-                               exact_match=exact_match, fill=fill_neighbours, optimistic=optimistic)
+                               exact_match=exact_match, fill=fill_neighbours, optimistic=optimistic,
+                               backoff_states=backoff_states)
         if json_out:
             print(json.dumps(result.to_json()))
             return
@@ -285,7 +287,7 @@ def _print_inspection(result) -> None:
         at.add_column(col, justify="left" if col == "action" else "right")
     for a in result.actions:
         style = "green" if a.normalized > 0 else "red" if a.normalized < 0 else ""
-        q = _num(a.q, 3) + (" (bonus)" if a.bonus and a.count == 0 else "")
+        q = _num(a.q, 3) + (" (bonus)" if a.bonus and a.count == 0 else " (similar states)" if a.backed_off else "")
         at.add_row(a.action, str(a.count), q, f"{a.advantage:+.3f}", f"[{style}]{a.normalized:+.3f}[/]" if style else f"{a.normalized:+.3f}",
                    f"{a.weight:.2f}")
     console.print(at)

@@ -17,7 +17,7 @@ import numpy as np
 from jitrl_cli.core.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
-from jitrl_cli.core.retrieval import as_neighbours, retrieve_steps
+from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
 from adapters.state_key import build_state_key
 from memories.stats import find_episode_ids
 from memories.store import MemoryStore
@@ -75,7 +75,8 @@ def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
 
 @dataclass
 class ActionRow:
-    """One action at the inspected state: n(a), Q̂, raw A = Q̂ − V̂, Ã, and the prior multiplier exp(β·Ã)."""
+    """One action at the inspected state: n(a), Q̂, raw A = Q̂ − V̂, Ã, the prior multiplier exp(β·Ã), and whether
+    n(a) and Q̂ came from similar states (``--backoff-states``)."""
 
     action: str
     count: int
@@ -84,6 +85,7 @@ class ActionRow:
     normalized: float
     bonus: bool
     weight: float
+    backed_off: bool = False
 
 
 @dataclass
@@ -119,6 +121,7 @@ def inspect_state(
     exact_match: bool = False,
     fill: bool = True,
     optimistic: bool = False,
+    backoff_states: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -130,22 +133,26 @@ def inspect_state(
     ``exact_match`` and a state that has a world hash (a stored step), the steps of that
     identical state come first and ANN neighbours fill the rest only with ``fill``, as in
     :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``optimistic`` values the candidates no neighbour
-    took from max(V̂, 0), as ``play --optimistic`` does.
+    took from max(V̂, 0), as ``play --optimistic`` does. ``backoff_states`` (with exact match and a visited world
+    state) also retrieves the similar states N'(s), adds their actions to the candidates and values the candidates
+    this state never took by them, as ``play --backoff-states`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
-    steps = retrieve_steps(store, state.game, state.vector, k, min_similarity, world, returns=backed, fill=fill)
-    neighbours = as_neighbours(steps)
+    steps, near = retrieve_neighbourhood(store, state.game, state.vector, k, min_similarity, world, returns=backed,
+                                         fill=fill, similar=backoff_states)
+    neighbours, similar = as_neighbours(steps), as_neighbours(near)
     rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
-    candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours] +
+    candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours + similar] +
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate,
-                              optimistic=optimistic)
+                              optimistic=optimistic, similar=similar)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
-                  float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])))
+                  float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
+                  bool(est.backed_off[i]))
         for i, a in enumerate(candidates)
     ]
     actions.sort(key=lambda r: (-r.normalized, -r.count, r.action))
@@ -154,4 +161,5 @@ def inspect_state(
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
-                       "exact_match": world is not None, "fill_neighbours": fill, "optimistic": optimistic})
+                       "exact_match": world is not None, "fill_neighbours": fill, "optimistic": optimistic,
+                       "backoff_states": backoff_states})
