@@ -131,7 +131,7 @@ def test_embedder_is_deterministic_and_normalised():
 
 
 def test_exact_match_neighbours_come_first(tmp_path):
-    from jitrl_cli.core.retrieval import retrieve, retrieve_with_similar
+    from jitrl_cli.core.retrieval import retrieve_neighbourhood, retrieve_steps
 
     emb = HashedNgramEmbedder()
     store = MemoryStore(tmp_path, emb)
@@ -144,21 +144,23 @@ def test_exact_match_neighbours_come_first(tmp_path):
         ])
     assert store.world_hash_counts("g", ["H1", "H2", "H3"]) == {"H1": 3, "H2": 3, "H3": 0}
     # the cellar's exact matches first, then ANN neighbours (the hall's steps are similar enough)
-    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2")
+    nb = retrieve_steps(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2")
     assert [n.action for n in nb[:3]] == ["up"] * 3 and all(n.similarity == 1.0 for n in nb[:3])
-    assert len(nb) == 5 and len({n.step_id for n in nb}) == 5
-    assert [n.action for n in retrieve(store, "g", emb.embed(key), k=2, min_similarity=0.9)] == ["north", "north"]
+    assert len(nb) == 5 and len({n.id for n in nb}) == 5
+    assert [n.action for n in retrieve_steps(store, "g", emb.embed(key), k=2, min_similarity=0.9)] == ["north", "north"]
     # without filling, a visited state keeps to its own steps and an unvisited one still gets ANN neighbours
-    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False)
+    nb = retrieve_steps(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False)
     assert [n.action for n in nb] == ["up"] * 3
-    nb = retrieve(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
+    nb = retrieve_steps(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
     assert len(nb) == 5 and nb[0].action == "north" and all(n.similarity < 1.0 for n in nb[3:])
     # back-off states: a visited state's neighbourhood is the ANN neighbours outside its own steps; an unvisited
     # state has none (its neighbours already are the ANN ones)
-    nb, near = retrieve_with_similar(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False)
+    nb, near = retrieve_neighbourhood(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H2", fill=False,
+                                      similar=True)
     assert [n.action for n in nb] == ["up"] * 3 and [n.action for n in near] == ["north"] * 3
-    assert not {n.step_id for n in nb} & {n.step_id for n in near}
-    nb, near = retrieve_with_similar(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False)
+    assert not {n.id for n in nb} & {n.id for n in near}
+    nb, near = retrieve_neighbourhood(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False,
+                                      similar=True)
     assert len(nb) == 5 and near == []
     store.close()
 

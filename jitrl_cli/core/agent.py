@@ -29,7 +29,7 @@ from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.advantage import AdvantageEstimate, Neighbour, estimate_advantages, normalize_action
 from jitrl_cli.llm.prompt import TranscriptPrompt
 from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
-from jitrl_cli.core.retrieval import retrieve, retrieve_with_similar
+from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
 from jitrl_cli.core.returns import discounted_returns, novelty_rewards
 from jitrl_cli.llm.backend import Scorer
 from jitrl_cli.llm.scoring import Prior, ScoreResult
@@ -473,11 +473,10 @@ class Agent:
         similar: list[Neighbour] = []
         if ctx.use_memory:
             world = info["state_hash"] if cfg.exact_match else None
-            args = (self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world, ctx.backed, cfg.fill_neighbours)
-            if cfg.backoff_states:  # back-off states: also the neighbourhood, for what this world state never took
-                neighbours, similar = retrieve_with_similar(*args)
-            else:
-                neighbours = retrieve(*args)
+            # --backoff-states: also the neighbourhood N'(s), for what this world state never took
+            steps, near = retrieve_neighbourhood(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world,
+                                                 ctx.backed, cfg.fill_neighbours, similar=cfg.backoff_states)
+            neighbours, similar = as_neighbours(steps), as_neighbours(near)
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)

@@ -68,19 +68,3 @@ def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
     """The advantage estimator's view of retrieved steps: action, return G, similarity, row id."""
     return [Neighbour(h.action, h.ret, h.similarity, h.id) for h in steps]
 
-
-def retrieve(
-    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
-    returns: dict[int, float] | None = None, fill: bool = True,
-) -> list[Neighbour]:
-    """:func:`retrieve_steps` as neighbours for :func:`jitrl_cli.core.advantage.estimate_advantages` (paper §4.1)."""
-    return as_neighbours(retrieve_steps(store, namespace, vector, k, min_similarity, world_hash, returns, fill))
-
-
-def retrieve_with_similar(
-    store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
-    returns: dict[int, float] | None = None, fill: bool = True,
-) -> tuple[list[Neighbour], list[Neighbour]]:
-    """:func:`retrieve_neighbourhood` with ``similar``, as neighbours: (N(s), N'(s)) for back-off states."""
-    steps, near = retrieve_neighbourhood(store, namespace, vector, k, min_similarity, world_hash, returns, fill, similar=True)
-    return as_neighbours(steps), as_neighbours(near)

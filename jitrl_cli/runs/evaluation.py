@@ -24,7 +24,7 @@ import dataclasses
 import gzip
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,6 +92,21 @@ def hold_run(out: Path, run: Run) -> FileLock:
         raise UserError(f"{out} run {run.name} is being played by another jitrl eval; "
                         "wait for it to end (or stop it) and resume, or use another --out") from None
     return lock
+
+
+@contextlib.contextmanager
+def hold_runs(out: Path, runs: Iterable[Run]) -> Iterator[None]:
+    """Hold every run's writer lock (:func:`hold_run`; ``out/episodes`` is created first) for the ``with`` block,
+    taken before anything is read or written.
+
+    Raises:
+        UserError: another process is playing one of ``runs`` in ``out``; the locks taken are released.
+    """
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        for run in runs:
+            held.enter_context(hold_run(out, run))
+        yield
 
 
 def read_episodes(path: Path, repair: bool = False) -> list[dict[str, Any]]:
@@ -269,21 +284,16 @@ def run_eval(
     Raises:
         UserError: another process is playing one of ``runs`` in ``out`` (:func:`hold_run`); nothing was played.
     """
-    (out / "episodes").mkdir(parents=True, exist_ok=True)
     agents: dict[Run, Agent] = {}
-    stores: list[MemoryStore] = []
     done: dict[Run, int] = {}
-    held = contextlib.ExitStack()
-    try:
-        for run in runs:  # every run's lock before anything is read, written or reconciled
-            held.enter_context(hold_run(out, run))
+    # every run's lock before anything is read, written or reconciled; the memories close before the locks go
+    with hold_runs(out, runs), contextlib.ExitStack() as opened:
         for run in runs:
             logged = read_episodes(episodes_path(out, run), repair=True)
             config = dataclasses.replace(base_config, seed=run.seed, **ARMS[run.arm])
             store = None
             if config.learn:
-                store = MemoryStore((memory_root or out / "memory") / run.name, embedder)
-                stores.append(store)
+                store = opened.enter_context(MemoryStore((memory_root or out / "memory") / run.name, embedder))
                 if memory_root is None:
                     reconcile_memory(store, logged)
             agents[run] = make_agent(config, store)
@@ -303,7 +313,3 @@ def run_eval(
                 done[run] = e
                 if progress is not None:
                     progress.episode(task, run, e, episode.result)
-    finally:
-        for store in stores:
-            store.close()
-        held.close()

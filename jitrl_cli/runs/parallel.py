@@ -48,7 +48,7 @@ from jitrl_cli.core.agent import EpisodeResult
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
-from jitrl_cli.runs.evaluation import EvalProgress, Run, episodes_path, hold_run, read_episodes, run_eval
+from jitrl_cli.runs.evaluation import EvalProgress, Run, episodes_path, hold_runs, read_episodes, run_eval
 from jitrl_cli.runs.runner import run_episodes
 from jitrl_cli.runs.session import open_game_session
 from memories.embedding import get_embedder
@@ -264,7 +264,7 @@ class _ListProgress(_QueueProgress):
 def run_game_jobs_on_ray(jobs: list[GameJob], out: Path, address: str, progress: EvalProgress | None = None) -> None:
     """Play ``jobs`` as Ray tasks on the cluster at ``address`` (``local``: start one here); the driver writes ``out``.
 
-    The driver holds every job's run lock (:func:`hold_run`) while it writes, as the sequential eval and the
+    The driver holds every job's run lock (:func:`jitrl_cli.runs.evaluation.hold_runs`) while it writes, as the sequential eval and the
     workers do, so a second eval on a run being played is refused before anything is read or written.
 
     Raises:
@@ -275,10 +275,7 @@ def run_game_jobs_on_ray(jobs: list[GameJob], out: Path, address: str, progress:
         import ray
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'jitrl[ray]'") from None
-    with contextlib.ExitStack() as held:
-        for job in jobs:  # every run's lock before anything is read or written
-            episodes_path(out, job.run).parent.mkdir(parents=True, exist_ok=True)
-            held.enter_context(hold_run(out, job.run))
+    with hold_runs(out, [job.run for job in jobs]):
         _drive_on_ray(ray, jobs, out, address, progress)
 
 
