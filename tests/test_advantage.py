@@ -164,16 +164,48 @@ def test_optimistic_floor_values_untried_actions_at_least_like_doing_nothing():
     assert plain.raw == pytest.approx(np.array([0.0, 0.0, -13.3, value]) - value + bonus)
     # the harmless tried action beats the untried one: exploration stops where the known trajectories end
     assert plain.normalized[0] > plain.normalized[3]
-    est = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max", optimistic=True)
+    est = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="max", unseen_q="optimistic")
     assert est.raw == pytest.approx(np.array([0.0, 0.0, -13.3, 0.0]) - value + bonus)
     assert est.q[3] == pytest.approx(bonus[3]) and np.argmax(est.normalized) == 3
     # without a bonus the floor alone lifts the untried action to Q̂ = 0; with V̂ ≥ 0 it changes nothing
-    est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="max", optimistic=True)
+    est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="max", unseen_q="optimistic")
     assert est.raw == pytest.approx([-value, -value, -13.3 - value, -value])
     good = [nb("north", 30.0), nb("south", 0.0)]
     assert estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max",
-                               optimistic=True).raw == pytest.approx(
+                               unseen_q="optimistic").raw == pytest.approx(
         estimate_advantages(["north", "south", "up"], good, exploration="ucb", q_estimate="max").raw)
+
+
+def test_zero_start_ranks_unknown_buttons_below_the_known_winner_of_a_solved_page():
+    # click-button, late in a run: all ten neighbours clicked the goal button and succeeded (V̂ = Q̂ = 1)
+    neighbours = [nb('click button "#goal"', 1.0)] * 10
+    candidates = ['click button "Cancel"', 'click button "Previous"', 'click button "#goal"']
+    rng = np.random.default_rng(0)
+    # the paper's start (Q̂ = V̂) with its bonus (λ = 1): the unknown buttons get A = α/|N|, the winner A = 0,
+    # so after normalisation β pushes the posterior towards the buttons never tried
+    paper = estimate_advantages(candidates, neighbours, exploration="paper", alpha=1.0, bonus_prob=1.0, rng=rng)
+    assert paper.raw == pytest.approx([0.1, 0.1, 0.0]) and paper.normalized == pytest.approx([1.0, 1.0, 0.0])
+    # zero: an unknown button starts from Q̂ = 0, A = 0 − V̂ (+ the bonus): the winner ranks first
+    zero = estimate_advantages(candidates, neighbours, exploration="paper", alpha=1.0, bonus_prob=1.0, rng=rng,
+                               unseen_q="zero")
+    assert zero.q == pytest.approx([0.1, 0.1, 1.0]) and zero.raw == pytest.approx([-0.9, -0.9, 0.0])
+    assert zero.normalized == pytest.approx([-1.0, -1.0, 0.0])
+    none = estimate_advantages(candidates, neighbours, exploration="none", unseen_q="zero")
+    assert none.q == pytest.approx([0.0, 0.0, 1.0]) and none.normalized == pytest.approx([-1.0, -1.0, 0.0])
+    # where the neighbours failed (V̂ < 0) zero is the optimistic start: an unknown button ranks above them
+    failed = [nb('click button "okay"', -1.0), nb('click button "#goal"', 1.0), nb('click button "okay"', -1.0)]
+    for start in ("zero", "optimistic"):
+        est = estimate_advantages(['click button "okay"', 'click button "no"', 'click button "#goal"'], failed,
+                                  exploration="none", unseen_q=start)
+        assert est.raw == pytest.approx(np.array([-1.0, 0.0, 1.0]) + 1 / 3)
+    # pessimistic = min(V̂, 0): zero on the solved page, the paper's start (A = 0) on the failing one
+    assert estimate_advantages(candidates, neighbours, exploration="none", unseen_q="pessimistic").raw == pytest.approx(
+        none.raw)
+    est = estimate_advantages(['click button "okay"', 'click button "no"', 'click button "#goal"'], failed,
+                              exploration="none", unseen_q="pessimistic")
+    assert est.raw == pytest.approx([-2 / 3, 0.0, 4 / 3])
+    with pytest.raises(ValueError):
+        estimate_advantages(candidates, neighbours, exploration="none", unseen_q="neutral")
 
 
 def test_backoff_values_a_candidate_no_neighbour_took_by_the_actions_sharing_its_coarser_key():

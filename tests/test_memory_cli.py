@@ -143,10 +143,13 @@ def test_inspect_computes_the_agents_q_v_and_advantage(known):
     rows = {a["action"]: a for a in best["actions"]}
     assert best["value"] == pytest.approx(1.5) and best["params"]["q_estimate"] == "max"
     assert rows["north"]["q"] == pytest.approx(1.0) and rows["north"]["advantage"] == pytest.approx(-0.5)
-    # --optimistic values an untried action from max(V̂, 0): with V̂ = 1.5 ≥ 0 that is V̂ itself
-    opt = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--action", "jump",
-                         "--optimistic", "--json").stdout)
-    assert opt["params"]["optimistic"] and {a["action"]: a for a in opt["actions"]}["jump"]["advantage"] == 0
+    # --unseen-q optimistic values an untried action from max(V̂, 0): with V̂ = 1.5 ≥ 0 that is V̂ itself;
+    # --unseen-q zero from 0, so A = −V̂
+    for start, advantage in (("optimistic", 0.0), ("zero", -1.5)):
+        opt = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--action", "jump",
+                             "--unseen-q", start, "--json").stdout)
+        assert opt["params"]["unseen_q"] == start
+        assert {a["action"]: a for a in opt["actions"]}["jump"]["advantage"] == pytest.approx(advantage)
     # the similarity threshold applies as in `play`
     none = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", "location: cave | nothing alike",
                           "--min-similarity", "0.9", "--json").stdout)

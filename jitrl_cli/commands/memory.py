@@ -16,7 +16,7 @@ from rich.table import Table
 
 from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
-from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.paths import default_memory_dir
@@ -205,7 +205,7 @@ def inspect(
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
     exact_match: bool = options.EXACT_MATCH,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
-    optimistic: bool = options.OPTIMISTIC,
+    unseen_q: str = options.UNSEEN_Q,
     backoff_states: bool = options.BACKOFF_STATES,
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
@@ -217,7 +217,7 @@ def inspect(
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
-                  returns=returns, gamma=gamma, beta=beta, alpha=alpha)
+                  returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q)
     if Exploration(exploration) is Exploration.puct:
         raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
                         "use none, ucb or paper")
@@ -237,7 +237,7 @@ def inspect(
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
-                               exact_match=exact_match, fill=fill_neighbours, optimistic=optimistic,
+                               exact_match=exact_match, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
                                backoff_states=backoff_states)
         if json_out:
             print(json.dumps(result.to_json()))

@@ -51,7 +51,11 @@ STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the return
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
-OPTIMISTIC = typer.Option(False, "--optimistic/--no-optimistic", help="Value candidates never taken among the neighbours at least as well as doing nothing more (Q̂ from max(V̂, 0)), so returns dragged below 0 by later deaths do not stop exploration.")
+_UNSEEN_Q_HELP = ("Where Q̂ starts for a candidate no neighbour took, before any exploration bonus: value (V̂, the paper: A = 0), "
+                  "optimistic (max(V̂, 0): returns dragged below 0 by later deaths do not stop exploration) zero (0: "
+                  "where the known actions win, V̂ > 0, an unknown one ranks below them) or pessimistic (min(V̂, 0): zero where "
+                  "V̂ > 0, value where V̂ < 0).")
+UNSEEN_Q = typer.Option("value", "--unseen-q", help=_UNSEEN_Q_HELP)
 _PRIOR_HELP = ("The LLM prior over the candidates: sequence (probability that the model writes the action, full-vocabulary "
                "softmax at every token) or constrained (probability under decoding constrained to the candidate actions: "
                "only the tokens where candidates branch are scored, a faster step).")
@@ -85,13 +89,13 @@ GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
-    "optimistic": OPTIMISTIC, "backoff_states": BACKOFF_STATES, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
+    "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the web defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
-    "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "backoff_actions": BACKOFF_ACTIONS, "history": WEB_HISTORY,
+    "unseen_q": UNSEEN_Q, "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "backoff_actions": BACKOFF_ACTIONS, "history": WEB_HISTORY,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of

@@ -27,12 +27,25 @@ A candidate never taken among the neighbours gets an exploration bonus:
            candidate the same, largest one and β·Ã then outweighs any prior;
     none:  A = 0 for unseen candidates.
 
-Optimistic floor (our addition, ``optimistic=True``): an unseen candidate's Q̂ starts from
-max(V̂(s), 0) instead of V̂(s), i.e. it is valued at least as well as an episode in which nothing
-more happens (return 0; optimistic initialisation, Sutton & Barto §2.6). Without it, wherever
-the remembered returns are negative (later deaths drag V̂ below 0), any action tried once and
-found harmless (Q̂ = 0) outranks every untried one, and the agent stops exploring exactly where
-its known trajectories end. On a state with a known good path (Q̂ ≫ 0) it changes nothing.
+The value of an unseen candidate (``unseen_q``): where the paper starts it (before any bonus) from Q̂ = V̂
+(``value``: A = 0, the prior decides), jitrl offers two other starts:
+
+    optimistic:  Q̂ = max(V̂(s), 0)   (our addition; optimistic initialisation, Sutton & Barto §2.6)
+    zero:        Q̂ = 0              (our addition; the zero initialisation of tabular Q-learning)
+    pessimistic: Q̂ = min(V̂(s), 0)   (our addition; the mirror of optimistic)
+
+``optimistic`` values an unseen candidate at least as well as an episode in which nothing more happens
+(return 0). Without it, wherever the remembered returns are negative (later deaths drag V̂ below 0), any
+action tried once and found harmless (Q̂ = 0) outranks every untried one, and the agent stops exploring
+exactly where its known trajectories end. On a state with a known good path (Q̂ ≫ 0) it changes nothing.
+
+``zero`` is the same where V̂ < 0, and the opposite where V̂ > 0: an unseen candidate is then worth less than
+the state's known actions on average. It is for states that are solved: where every neighbour took the same
+winning action (V̂ = Q̂ = 1 on a MiniWoB++ page), ``value`` gives that action A = 0, the same as every
+unknown button, and the paper's bonus (Q̂ = V̂ + α/|N|) even ranks the unknown buttons above it; with ``zero``
+the winner keeps A = 0 and each unknown button gets A = −V̂ (+ α/|N| with the bonus). ``pessimistic`` is ``zero``
+where V̂ > 0 and the paper's start where V̂ < 0: a failing state keeps the paper's exploration, and only a state
+whose known actions win ranks the unknown ones below them.
 
 Back-off keys (our addition, ``backoff``): a candidate that no neighbour took is valued from the neighbours
 whose actions share its coarser key b(a) (web: the element's role without the instance's own names,
@@ -82,6 +95,15 @@ class QEstimate(str, Enum):
 
     mean = "mean"
     max = "max"
+
+
+class UnseenQ(str, Enum):
+    """Where the Q̂ of a candidate unseen among the neighbours starts, before any exploration bonus (module docstring)."""
+
+    value = "value"
+    optimistic = "optimistic"
+    zero = "zero"
+    pessimistic = "pessimistic"
 
 
 class Exploration(str, Enum):
@@ -152,7 +174,7 @@ def estimate_advantages(
     q_estimate: QEstimate | str = QEstimate.mean,
     pending_counts: Sequence[int] | None = None,
     repeated: Sequence[bool] | None = None,
-    optimistic: bool = False,
+    unseen_q: UnseenQ | str = UnseenQ.value,
     backoff: Callable[[str], str] | None = None,
     prior: Sequence[float] | None = None,
     similar: Sequence[Neighbour] | None = None,
@@ -172,7 +194,8 @@ def estimate_advantages(
             earlier in the running episode (not yet in memory); used by ``ucb`` and ``puct`` only.
         repeated: length n, candidates that closed a cycle from this state earlier in the running
             episode; they get Ã = −1 and the others are normalised among themselves.
-        optimistic: value unseen candidates from max(V̂, 0) instead of V̂ (see the module docstring).
+        unseen_q: where an unseen candidate's Q̂ starts: ``value`` (V̂, the paper), ``optimistic`` (max(V̂, 0)),
+            ``zero`` (0) or ``pessimistic`` (min(V̂, 0)); see the module docstring.
         backoff: b(a), the coarser key a candidate that no neighbour took is valued by (module docstring);
             None: none.
         prior: length n, π(a|s), the prior policy's probabilities of the candidates (summing to 1); required
@@ -185,10 +208,11 @@ def estimate_advantages(
         visit in this episode) every advantage is 0: the posterior equals the prior.
 
     Raises:
-        ValueError: for an unknown exploration mode or Q estimate, ``paper`` mode with λ > 0 and no rng,
+        ValueError: for an unknown exploration mode, Q estimate or unseen start, ``paper`` mode with λ > 0 and no rng,
             ``puct`` without a prior, or a prior of another length than n.
     """
     exploration = Exploration(exploration)
+    unseen_q = UnseenQ(unseen_q)
     best = QEstimate(q_estimate) is QEstimate.max
     n = len(candidates)
     pending, repeated = _visit_marks(n, pending_counts, repeated)
@@ -218,14 +242,15 @@ def estimate_advantages(
     seen = counts > 0
     q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
     raw[seen] = q[seen] - value
-    # unseen candidates start from Q̂ = V̂ (A = 0), or from max(V̂, 0) when optimistic
-    floor = max(0.0, -value) if optimistic else 0.0
-    raw[~seen] = floor
-    if floor > 0:
-        q[~seen] = value + floor
+    # unseen candidates start from Q̂ = V̂ (A = 0), max(V̂, 0), 0 or min(V̂, 0): A = start − V̂
+    start = {UnseenQ.value: value, UnseenQ.optimistic: max(value, 0.0), UnseenQ.zero: 0.0,
+             UnseenQ.pessimistic: min(value, 0.0)}[unseen_q]
+    raw[~seen] = start - value
+    if start != value:
+        q[~seen] = start
     n_nb = len(neighbours)
     if exploration is Exploration.paper and alpha > 0:
-        _paper_bonus(q, raw, bonus, np.flatnonzero(~seen), value, value + floor, alpha, n_nb, bonus_prob, rng)
+        _paper_bonus(q, raw, bonus, np.flatnonzero(~seen), value, start, alpha, n_nb, bonus_prob, rng)
     elif counted and alpha > 0:
         visits = n_nb + int(pending.sum())
         if exploration is Exploration.ucb:
@@ -250,7 +275,7 @@ def _paper_bonus(q: np.ndarray, raw: np.ndarray, bonus: np.ndarray, unseen: np.n
                  alpha: float, n_nb: int, bonus_prob: float, rng: np.random.Generator | None) -> None:
     """The paper's exploration bonus, in place: each unseen candidate (indices ``unseen``), with probability λ
     (one ``rng.random()`` draw per candidate, in order, unless λ ≥ 1 or λ = 0), gets Q̂ = start + α/|N(s)|
-    (``start`` is V̂, or max(V̂, 0) when optimistic) and A = Q̂ − V̂.
+    (``start``: where the unseen candidates' Q̂ starts, :class:`UnseenQ`) and A = Q̂ − V̂.
 
     Raises:
         ValueError: λ > 0 and no rng.

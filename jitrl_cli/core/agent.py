@@ -492,7 +492,7 @@ class Agent:
             match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
-            optimistic=cfg.optimistic, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
+            unseen_q=cfg.unseen_q, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
             similar=similar,
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)

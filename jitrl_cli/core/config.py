@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
-from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.reflection import StepRewards
 from jitrl_cli.core.validation import check_options, has_rule
@@ -21,7 +21,7 @@ from jitrl_cli.llm.scoring import Prior
 #: probability λ 0.65), γ 0.5, β 3, k 10, and none of jitrl's additions (exact match, cycle avoidance).
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
-                  "optimistic": False, "replay_best": False, "backoff_states": False}
+                  "unseen_q": "value", "replay_best": False, "backoff_states": False}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -69,8 +69,8 @@ class AgentConfig:
         avoid_cycles: an action that earlier in the episode led from the same world state (at the
             same score) straight back into a state already visited gets the lowest advantage (see
             :func:`jitrl_cli.core.advantage.estimate_advantages`).
-        optimistic: value candidates unseen among the neighbours from max(V̂, 0) instead of V̂
-            (optimistic floor; see :mod:`jitrl_cli.core.advantage`).
+        unseen_q: where the Q̂ of a candidate unseen among the neighbours starts: V̂ (``value``, the paper),
+            max(V̂, 0) (``optimistic``), 0 (``zero``) or min(V̂, 0) (``pessimistic``); see :mod:`jitrl_cli.core.advantage`.
         prior: how the LLM's token logits become the prior over the candidates
             (:class:`jitrl_cli.llm.scoring.Prior`).
         replay_best: phased exploration (Go-Explore, Ecoffet et al. 2021; XTX, Tuyls et al. 2022): each
@@ -111,7 +111,7 @@ class AgentConfig:
     returns: ReturnEstimate = ReturnEstimate.mc
     fill_neighbours: bool = True
     avoid_cycles: bool = False
-    optimistic: bool = False
+    unseen_q: UnseenQ = UnseenQ.value
     prior: Prior = Prior.sequence
     replay_best: bool = False
     abstract_actions: bool = True

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from adapters.jericho_env import StateHash
-from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.reflection import StepRewards
@@ -60,7 +60,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {
     "exploration": Exploration, "q_estimate": QEstimate, "step_rewards": StepRewards, "returns": ReturnEstimate,
-    "prior": Prior, "state_hash": StateHash,
+    "prior": Prior, "state_hash": StateHash, "unseen_q": UnseenQ,
 }
 
 

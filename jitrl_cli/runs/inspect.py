@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_cli.core.advantage import Exploration, QEstimate, estimate_advantages, normalize_action
+from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ, estimate_advantages, normalize_action
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
@@ -120,7 +120,7 @@ def inspect_state(
     gamma: float = 0.5,
     exact_match: bool = False,
     fill: bool = True,
-    optimistic: bool = False,
+    unseen_q: UnseenQ = UnseenQ.value,
     backoff_states: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
@@ -132,8 +132,8 @@ def inspect_state(
     remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.core.backup`). With
     ``exact_match`` and a state that has a world hash (a stored step), the steps of that
     identical state come first and ANN neighbours fill the rest only with ``fill``, as in
-    :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``optimistic`` values the candidates no neighbour
-    took from max(V̂, 0), as ``play --optimistic`` does. ``backoff_states`` (with exact match and a visited world
+    :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``unseen_q`` starts the Q̂ of the candidates no
+    neighbour took as ``play --unseen-q`` does. ``backoff_states`` (with exact match and a visited world
     state) also retrieves the similar states N'(s), adds their actions to the candidates and values the candidates
     this state never took by them, as ``play --backoff-states`` does.
     """
@@ -148,7 +148,7 @@ def inspect_state(
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate,
-                              optimistic=optimistic, similar=similar)
+                              unseen_q=unseen_q, similar=similar)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
@@ -161,5 +161,5 @@ def inspect_state(
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
-                       "exact_match": world is not None, "fill_neighbours": fill, "optimistic": optimistic,
+                       "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states})

@@ -130,7 +130,7 @@ def web_settings(given: Collection[str] | None) -> dict[str, Any]:
     """
     kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not _given(given, name)}
-    for flag in ("exact_match", "avoid_cycles", "optimistic", "replay_best", "backoff_states"):
+    for flag in ("exact_match", "avoid_cycles", "replay_best", "backoff_states"):
         if not _given(given, flag):
             out[flag] = False
     return out
