@@ -206,3 +206,27 @@ def test_backoff_values_new_instances_elements_by_what_earlier_instances_did_to_
     assert not any(c["backed_off"] for r in rows["--no-backoff-actions"] for c in r["candidates"])
     assert sum(c["count"] > 0 for r in rows["--backoff-actions"] for c in r["candidates"]) > \
         sum(c["count"] > 0 for r in rows["--no-backoff-actions"] for c in r["candidates"])
+
+
+@pytest.mark.slow
+def test_an_untried_button_starts_below_the_winners_of_a_page_memory_solved(tmp_path):
+    """`jitrl web`'s default --unseen-q pessimistic on real click-button pages: a candidate no neighbour took starts
+    from Q̂ = min(V̂, 0), so where the neighbours mostly won (V̂ > 0) its advantage is −V̂ (plus the paper's bonus
+    α/|N| where it drew one), and where they failed it is the paper's 0 (plus the bonus)."""
+    memory, logs = tmp_path / "memory", tmp_path / "logs"
+    result = run_cli("web", "--task", "click-button", "-n", "5", "--seed", "0", "--json", "--memory", str(memory),
+                     "--log-dir", str(logs))
+    assert result.returncode == 0, result.stderr
+    assert all(json.loads(line)["params"]["unseen_q"] == "pessimistic" for line in result.stdout.splitlines())
+    rows = [json.loads(line) for p in sorted(logs.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    checked = []
+    for row in rows:
+        if row["neighbours"] == 0:
+            continue
+        value = row["value"]
+        for c in row["candidates"]:
+            if c["count"] == 0:
+                bonus = 1.0 / row["neighbours"] if c["bonus"] else 0.0
+                assert c["raw_advantage"] == pytest.approx(min(value, 0.0) - value + bonus), (row["episode"], c)
+                checked.append(value)
+    assert any(v > 0 for v in checked)  # a page where the known actions won had an untried candidate

@@ -30,13 +30,14 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
 
 
 #: The learning defaults of `jitrl web` and `jitrl eval --suite` (the game commands' are in
-#: :mod:`jitrl_cli.commands.options`): the paper's γ, k, exploration and Q̂, and three of ours, each measured on
+#: :mod:`jitrl_cli.commands.options`): the paper's γ, k, exploration and Q̂, and four of ours, each measured on
 #: MiniWoB++ (bench/RESULTS.md): ``history`` 0 (the prompt shows the current page, not the earlier actions: the 270M
 #: model copies its last action; "The prompt without the earlier actions"), ``backoff_actions`` and β 10 instead
 #: of the paper's 3 (the 270M model's prior margins exceed the 2β a normalised advantage can move; "Back-off keys
-#: and β 10").
+#: and β 10"), and ``unseen_q`` pessimistic (on a page whose known actions win, V̂ > 0, a button never tried starts
+#: from Q̂ = 0 instead of V̂, so it no longer ties with the winner; "Where an untried action starts").
 WEB_DEFAULTS = {"beta": 10.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence",
-                "history": 0, "backoff_actions": True}
+                "history": 0, "backoff_actions": True, "unseen_q": "pessimistic"}
 
 
 @dataclass

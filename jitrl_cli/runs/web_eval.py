@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 
-from jitrl_cli.core.advantage import Exploration, QEstimate
+from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
 from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
@@ -128,7 +128,7 @@ def web_settings(given: Collection[str] | None) -> dict[str, Any]:
 
     ``given``: the names (parameter names) of the options given on the command line; None: every option was given.
     """
-    kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior}
+    kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior, "unseen_q": UnseenQ}
     out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not _given(given, name)}
     for flag in ("exact_match", "avoid_cycles", "replay_best", "backoff_states"):
         if not _given(given, flag):
