@@ -212,7 +212,8 @@ def test_backoff_values_new_instances_elements_by_what_earlier_instances_did_to_
 def test_an_untried_button_starts_below_the_winners_of_a_page_memory_solved(tmp_path):
     """`jitrl web`'s default --unseen-q pessimistic on real click-button pages: a candidate no neighbour took starts
     from Q̂ = min(V̂, 0), so where the neighbours mostly won (V̂ > 0) its advantage is −V̂ (plus the paper's bonus
-    α/|N| where it drew one), and where they failed it is the paper's 0 (plus the bonus)."""
+    α/|N| where it drew one), and where they failed it is the paper's 0 (plus the bonus). `memory inspect` then
+    shows that memory as the agent reads it: the page's own state key, and --backoff-actions."""
     memory, logs = tmp_path / "memory", tmp_path / "logs"
     result = run_cli("web", "--task", "click-button", "-n", "5", "--seed", "0", "--json", "--memory", str(memory),
                      "--log-dir", str(logs))
@@ -230,3 +231,16 @@ def test_an_untried_button_starts_below_the_winners_of_a_page_memory_solved(tmp_
                 assert c["raw_advantage"] == pytest.approx(min(value, 0.0) - value + bonus), (row["episode"], c)
                 checked.append(value)
     assert any(v > 0 for v in checked)  # a page where the known actions won had an untried candidate
+
+    # memory inspect reads a web page's state key as is and backs a new button off to what buttons did
+    with sqlite3.connect(memory / "memory.sqlite") as con:
+        key = con.execute("SELECT state_key FROM steps ORDER BY id DESC LIMIT 1").fetchone()[0]
+    shown = run_cli("memory", "inspect", "--memory", str(memory), "--state", key, "--k", "10", "--q-estimate", "mean",
+                    "--backoff-actions", "--action", 'click button "Zork"', "--json")
+    assert shown.returncode == 0, shown.stderr
+    out = json.loads(shown.stdout)
+    assert out["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    buttons = [n["return"] for n in out["neighbours"] if backoff_key(n["action"].lower()) == "click button"]
+    zork = {a["action"]: a for a in out["actions"]}['click button "zork"']
+    assert buttons and zork["backed_off"] and zork["count"] == len(buttons)
+    assert zork["q"] == pytest.approx(sum(buttons) / len(buttons))

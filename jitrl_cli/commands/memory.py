@@ -193,7 +193,7 @@ def list_(
 def inspect(
     memory: Optional[Path] = options.MEMORY,
     game: Optional[str] = GAME_OPTION,
-    state: Optional[str] = typer.Option(None, "--state", help="A state as text: an observation, or a full state key 'location: … | …'."),
+    state: Optional[str] = typer.Option(None, "--state", help="A state as text: an observation, or a full state key ('location: … | …'; a web page's 'goal: … | …')."),
     step: Optional[str] = typer.Option(None, "--step", help="A stored step EPISODE:STEP (episode id or uuid prefix)."),
     k: int = typer.Option(options.K.default, "--k", help="Neighbours retrieved (as `play --k`)."),
     min_similarity: float = typer.Option(0.5, "--min-similarity", help="Similarity threshold (as `play --min-similarity`)."),
@@ -207,6 +207,7 @@ def inspect(
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     unseen_q: str = options.UNSEEN_Q,
     backoff_states: bool = options.BACKOFF_STATES,
+    backoff_actions: bool = typer.Option(False, "--backoff-actions/--no-backoff-actions", help="Web memories: value a candidate no neighbour took by the actions on the same kind of element (as `web --backoff-actions`, its default)."),
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -238,7 +239,7 @@ def inspect(
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
                                exact_match=exact_match, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
-                               backoff_states=backoff_states)
+                               backoff_states=backoff_states, backoff_actions=backoff_actions)
         if json_out:
             print(json.dumps(result.to_json()))
             return
@@ -285,9 +286,11 @@ def _print_inspection(result) -> None:
                title_justify="left")
     for col in ("action", "n(a)", "Q̂", "A", "Ã", "exp(β·Ã)"):
         at.add_column(col, justify="left" if col == "action" else "right")
+    backed_from = {(True, False): "similar states", (False, True): "back-off key"}.get(
+        (p["backoff_states"], p["backoff_actions"]), "similar states or back-off key")
     for a in result.actions:
         style = "green" if a.normalized > 0 else "red" if a.normalized < 0 else ""
-        q = _num(a.q, 3) + (" (bonus)" if a.bonus and a.count == 0 else " (similar states)" if a.backed_off else "")
+        q = _num(a.q, 3) + (" (bonus)" if a.bonus and a.count == 0 else f" ({backed_from})" if a.backed_off else "")
         at.add_row(a.action, str(a.count), q, f"{a.advantage:+.3f}", f"[{style}]{a.normalized:+.3f}[/]" if style else f"{a.normalized:+.3f}",
                    f"{a.weight:.2f}")
     console.print(at)

@@ -19,6 +19,7 @@ from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
 from adapters.state_key import build_state_key
+from adapters.web_observation import backoff_key
 from memories.stats import find_episode_ids
 from memories.store import MemoryStore
 
@@ -38,13 +39,13 @@ class InspectedState:
 
 
 def state_from_text(store: MemoryStore, game: str, text: str) -> InspectedState:
-    """A state given as text: a full state key (``location: … | …``) is used as is; anything
-    else is taken as an observation whose first line, when short, names the location
-    (as Jericho's room titles do)."""
+    """A state given as text: a full state key (a game's ``location: … | …`` or a web page's ``goal: … | …``,
+    :func:`adapters.web_observation.state_key`) is used as is; anything else is taken as an observation whose
+    first line, when short, names the location (as Jericho's room titles do)."""
     text = text.strip()
     if not text:
         raise UserError("--state is empty")
-    if text.lower().startswith("location:"):
+    if text.lower().startswith(("location:", "goal:")):
         key = text
     else:
         first = text.splitlines()[0].strip()
@@ -122,6 +123,7 @@ def inspect_state(
     fill: bool = True,
     unseen_q: UnseenQ = UnseenQ.value,
     backoff_states: bool = False,
+    backoff_actions: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -135,7 +137,9 @@ def inspect_state(
     :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``unseen_q`` starts the Q̂ of the candidates no
     neighbour took as ``play --unseen-q`` does. ``backoff_states`` (with exact match and a visited world
     state) also retrieves the similar states N'(s), adds their actions to the candidates and values the candidates
-    this state never took by them, as ``play --backoff-states`` does.
+    this state never took by them, as ``play --backoff-states`` does. ``backoff_actions`` (web memories, whose actions
+    are keys) values a candidate no neighbour took by the neighbours whose keys share its back-off key
+    (:func:`adapters.web_observation.backoff_key`), as ``web --backoff-actions`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
@@ -148,7 +152,7 @@ def inspect_state(
                                     [normalize_action(a) for a in extra_actions or []]))
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate,
-                              unseen_q=unseen_q, similar=similar)
+                              unseen_q=unseen_q, similar=similar, backoff=backoff_key if backoff_actions else None)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
@@ -162,4 +166,4 @@ def inspect_state(
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
                        "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
-                       "backoff_states": backoff_states})
+                       "backoff_states": backoff_states, "backoff_actions": backoff_actions})
