@@ -140,11 +140,17 @@ class AgentConfig:
         if unknown:
             raise TypeError(f"AgentConfig has no field {', '.join(unknown)}")
         check_options(**{name: value for name, value in values.items() if has_rule(name)})
-        converted = {}
-        for name, value in values.items():
-            default = known[name].default
-            converted[name] = type(default)(value) if isinstance(default, Enum) else value
-        return cls(**converted)
+        return cls(**cls.typed(**values))
+
+    @classmethod
+    def typed(cls, **values: Any) -> dict[str, Any]:
+        """Field values as the config holds them: an enum field's string becomes its enum member, the rest stay.
+
+        Raises:
+            KeyError: a name that is no field; ValueError: a string that is no member of the field's enum.
+        """
+        known = {f.name: f.default for f in fields(cls)}
+        return {name: type(known[name])(value) if isinstance(known[name], Enum) else value for name, value in values.items()}
 
     def to_params(self) -> dict[str, Any]:
         """The config as stored with each episode and in ``run.json``: every field, enums as their values,

@@ -77,7 +77,7 @@ def state_from_step(store: MemoryStore, ref: str) -> InspectedState:
 @dataclass
 class ActionRow:
     """One action at the inspected state: n(a), Q̂, raw A = Q̂ − V̂, Ã, the prior multiplier exp(β·Ã), and whether
-    n(a) and Q̂ came from similar states (``--backoff-states``)."""
+    n(a) and Q̂ came from similar states (``--backoff-states``) or from the action's back-off key (``--backoff-actions``)."""
 
     action: str
     count: int

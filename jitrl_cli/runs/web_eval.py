@@ -69,11 +69,9 @@ from pathlib import Path
 from typing import Any
 
 
-from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
 from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
-from jitrl_cli.llm.scoring import Prior
 from jitrl_cli.runs.evaluation import (
     ARMS, EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, reconcile_memory,
     run_eval, run_lists,
@@ -128,8 +126,7 @@ def web_settings(given: Collection[str] | None) -> dict[str, Any]:
 
     ``given``: the names (parameter names) of the options given on the command line; None: every option was given.
     """
-    kinds = {"exploration": Exploration, "q_estimate": QEstimate, "prior": Prior, "unseen_q": UnseenQ}
-    out = {name: kinds.get(name, type(value))(value) for name, value in WEB_DEFAULTS.items() if not _given(given, name)}
+    out = AgentConfig.typed(**{name: value for name, value in WEB_DEFAULTS.items() if not _given(given, name)})
     for flag in ("exact_match", "avoid_cycles", "replay_best", "backoff_states"):
         if not _given(given, flag):
             out[flag] = False
