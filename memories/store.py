@@ -38,6 +38,14 @@ _INITIAL_CAPACITY = 1024
 _HNSW_M = 16
 _HNSW_EF_CONSTRUCTION = 200
 _HNSW_EF_SEARCH = 256  # recall@10 0.974 at 1M steps, p99 < 1 ms (bench/memory_scale.py)
+TERMINAL = "terminal"  # RetrievedStep.next_world of an episode's last step when the episode ended before its step limit
+# a retrieved step's columns (RetrievedStep after id and similarity): its successor s_{t+1} is the next stored step of
+# its episode; after the last step, the episode ended (terminal) if it had fewer steps than its step limit, else unknown
+_NEIGHBOUR_COLUMNS = (
+    "s.action, s.reward, s.ret, s.episode_id, s.step, s.state_key, s.world_hash,"
+    f" CASE WHEN n.id IS NOT NULL THEN n.world_hash WHEN e.steps < json_extract(e.params, '$.max_steps') THEN '{TERMINAL}' END"
+    " FROM steps s JOIN episodes e ON e.id = s.episode_id LEFT JOIN steps n ON n.episode_id = s.episode_id AND n.step = s.step + 1"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -167,7 +175,15 @@ class EpisodeRecord:
 
 @dataclass(frozen=True)
 class RetrievedStep:
-    """A neighbour returned by :meth:`MemoryStore.query`."""
+    """A neighbour returned by :meth:`MemoryStore.query` or :meth:`MemoryStore.query_exact`: stored step t of an
+    episode, the transition (s_t, a_t, r_t, s_{t+1}) and its return G_t.
+
+    Attributes:
+        world_hash: the world-state hash of s_t, or None (no exact state identity).
+        next_world: the world-state hash of s_{t+1}; :data:`TERMINAL` after the last step of an episode that ended
+            before its step limit (a death, a win, a solved page); None where unknown (truncated at the step
+            limit, or a successor without a hash).
+    """
 
     id: int
     similarity: float
@@ -177,6 +193,8 @@ class RetrievedStep:
     episode_id: int
     step: int
     state_key: str
+    world_hash: str | None = None
+    next_world: str | None = None
 
 
 @dataclass(frozen=True)
@@ -943,8 +961,8 @@ class MemoryStore:
             k: maximum number of steps.
         """
         rows = self.read(
-            "SELECT id, action, reward, ret, episode_id, step, state_key FROM steps"
-            " WHERE game = ? AND world_hash = ? ORDER BY id DESC LIMIT ?", (game, world_hash, k)
+            f"SELECT s.id, {_NEIGHBOUR_COLUMNS} WHERE s.game = ? AND s.world_hash = ? ORDER BY s.id DESC LIMIT ?",
+            (game, world_hash, k),
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
@@ -997,10 +1015,7 @@ class MemoryStore:
     def _rows_by_id(self, game: str, ids: Iterable[int]) -> dict[int, tuple]:
         ids = list(ids)
         marks = ",".join("?" * len(ids))
-        rows = self.read(
-            f"SELECT id, action, reward, ret, episode_id, step, state_key FROM steps WHERE game = ? AND id IN ({marks})",
-            [game, *ids],
-        )
+        rows = self.read(f"SELECT s.id, {_NEIGHBOUR_COLUMNS} WHERE s.game = ? AND s.id IN ({marks})", [game, *ids])
         return {int(r[0]): tuple(r[1:]) for r in rows}
 
     def count_steps(self, game: str | None = None) -> int:

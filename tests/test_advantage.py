@@ -76,6 +76,27 @@ def test_max_q_estimate_keeps_the_best_return_of_an_action():
         estimate_advantages(["a"], neighbours, exploration="none", q_estimate="median")
 
 
+def test_expectimax_averages_over_chance_outcomes_and_maximises_over_the_agents_choices():
+    # in the dark room W, "north" survived twice (led to room X, best return 8) and once the grue ended the game
+    # (G = −16); "wait" always led back to W. Max hides the death; expectimax weighs it by how often it happened.
+    took = [Neighbour("north", 8.0, world="W", outcome="X"), Neighbour("north", 2.0, world="W", outcome="X"),
+            Neighbour("north", -16.0, world="W", outcome="terminal"), Neighbour("wait", 1.0, world="W", outcome="W"),
+            Neighbour("wait", 0.5, world="W", outcome="W")]
+    best = estimate_advantages(["north", "wait"], took, exploration="none", q_estimate="max")
+    chance = estimate_advantages(["north", "wait"], took, exploration="none", q_estimate="expectimax")
+    assert best.q == pytest.approx([8.0, 1.0]) and best.normalized[0] > best.normalized[1]
+    assert chance.q == pytest.approx([(2 * 8.0 - 16.0) / 3, 1.0])  # a deterministic action keeps its max
+    assert chance.value == pytest.approx(best.value) and chance.normalized[1] > chance.normalized[0]
+    # the agent's own choices are still maximised over: the same action from another world state that always
+    # led on, and a step whose successor is unknown (cut at the step limit) in a state with known outcomes
+    more = took + [Neighbour("north", 5.0, world="V", outcome="Y"), Neighbour("north", 50.0, world="W", outcome=None)]
+    assert estimate_advantages(["north"], more, exploration="none", q_estimate="expectimax").q == pytest.approx([5.0])
+    # unknown outcomes alone, or no world hash at all (the web), give the max
+    blind = [Neighbour("north", 3.0, world="U"), Neighbour("north", 7.0, world="U"), Neighbour("north", 4.0)]
+    assert estimate_advantages(["north"], blind, exploration="none", q_estimate="expectimax").q == pytest.approx([7.0])
+    assert estimate_advantages(["north"], blind[2:], exploration="none", q_estimate="expectimax").q == pytest.approx([4.0])
+
+
 def test_ucb_counts_actions_already_taken_earlier_in_the_episode():
     # no memory yet, but the agent is back in a state where it already went north twice
     est = estimate_advantages(["north", "south", "open door"], [], exploration="ucb", pending_counts=[2, 0, 0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from memories.embedding import HashedNgramEmbedder
-from memories.store import EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
+from memories.store import TERMINAL, EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
 
 
 def _episode(store, rng, game, n_steps, tag):
@@ -162,6 +162,28 @@ def test_exact_match_neighbours_come_first(tmp_path):
     nb, near = retrieve_neighbourhood(store, "g", emb.embed(key), k=5, min_similarity=-1.0, world_hash="H3", fill=False,
                                       similar=True)
     assert len(nb) == 5 and near == []
+    store.close()
+
+
+def test_retrieved_steps_know_the_state_they_led_to(tmp_path):
+    # an episode that died at step 1 of 5 (terminal), one cut at its step limit (unknown after its last step),
+    # and one without a recorded step limit (unknown)
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    key = "location: dark room | inventory: lamp | score: 0 | it is pitch black"
+
+    def steps(hashes):
+        return [StepRecord(step=t, state_key=key, embedding=emb.embed(key), action="north", reward=0, ret=0.0,
+                           world_hash=h) for t, h in enumerate(hashes)]
+
+    store.write_episode(EpisodeRecord(uuid="died", game="g", score=-10, steps=2, params={"max_steps": 5}), steps(["W", "X"]))
+    store.write_episode(EpisodeRecord(uuid="cut", game="g", score=0, steps=2, params={"max_steps": 2}), steps(["W", "W"]))
+    store.write_episode(EpisodeRecord(uuid="old", game="g", score=0, steps=1), steps(["W"]))
+    exact = {(h.episode_id, h.step): h.next_world for h in store.query_exact("g", "W", 10)}
+    assert exact == {(1, 0): "X", (2, 0): "W", (2, 1): None, (3, 0): None}
+    assert all(h.world_hash == "W" for h in store.query_exact("g", "W", 10))
+    ann = {(h.episode_id, h.step): (h.world_hash, h.next_world) for h in store.query("g", emb.embed(key), k=10)}
+    assert ann[(1, 1)] == ("X", TERMINAL) and ann[(1, 0)] == ("W", "X") and ann[(2, 1)] == ("W", None)
     store.close()
 
 

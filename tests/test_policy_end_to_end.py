@@ -152,3 +152,44 @@ def test_backoff_states_value_an_action_untried_here_by_its_returns_in_other_wor
             assert c["raw_advantage"] == pytest.approx(c["q"] - row["value"] + bonus, abs=1e-9)
             checked += 1
     assert checked >= 3, checked
+
+
+def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happened(tmp_path):
+    """`--q-estimate expectimax` on the real engine and model: every logged Q̂ of a candidate taken from this world state
+    by earlier episodes equals Σ_{s'} n(s')/n · max G over the steps that led to s', recomputed from memory.sqlite (s':
+    the episode's next stored world hash, or the end of an episode that stopped before its step limit; a step cut at
+    the step limit counts only where no step has a known successor). zork2's seed 1 is chosen so that this differs
+    from the max: the same action from the same world state led to different states (zork2 is not deterministic)."""
+    mem, logs = tmp_path / "mem", tmp_path / "logs"
+    proc = run_cli("play", "zork2", "--episodes", "6", "--max-steps", "12", "--json", "--memory", str(mem),
+                   "--log-dir", str(logs), "--q-estimate", "expectimax", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    norm = lambda a: " ".join(a.lower().split())  # noqa: E731
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        stored = db.execute("SELECT e.uuid, e.id, e.steps, json_extract(e.params, '$.max_steps'), s.step, s.world_hash,"
+                            " s.action, s.ret FROM steps s JOIN episodes e ON e.id = s.episode_id").fetchall()
+    world = {(u, t): h for u, _, _, _, t, h, _, _ in stored}
+    by_id = {i: (n, limit) for _, i, n, limit, *_ in stored}
+    following = {(i, t): h for _, i, _, _, t, h, _, _ in stored}
+    episode_id = {u: i for u, i, *_ in stored}
+    checked = chance = 0
+    for row in rows:
+        here = world[(row["uuid"], row["step"])]
+        earlier = [(i, t, norm(a), g) for _, i, _, _, t, h, a, g in stored if h == here and i < episode_id[row["uuid"]]]
+        for c in row["candidates"]:
+            took = [(i, t, g) for i, t, a, g in earlier if a == norm(c["action"])]
+            if not took:
+                continue
+            outcomes = defaultdict(list)
+            for i, t, g in took:
+                steps, limit = by_id[i]
+                nxt = following.get((i, t + 1), "terminal" if t + 1 == steps and steps < limit else None)
+                if nxt is not None:
+                    outcomes[nxt].append(g)
+            want = (sum(len(r) * max(r) for r in outcomes.values()) / sum(len(r) for r in outcomes.values())
+                    if outcomes else max(g for *_, g in took))
+            assert c["q"] == pytest.approx(want, abs=1e-9)
+            checked += 1
+            chance += len(outcomes) > 1 and not np.isclose(want, max(g for *_, g in took))
+    assert checked >= 10 and chance >= 1, (checked, chance)

@@ -31,7 +31,7 @@ MEMORY = typer.Option(None, "--memory", help="Memory directory (default: $JITRL_
 ROM_DIR = typer.Option(None, "--rom-dir", help="Directory searched first for games.")
 
 _BETA_HELP = "β: strength of the advantage update on the logits (0 = static policy)."
-_Q_HELP = "Q̂(s,a) from the neighbours' returns: max (best return; deterministic games) or mean (paper)."
+_Q_HELP = "Q̂(s,a) from the neighbours' returns: max (best return; deterministic games), mean (paper) or expectimax (max over choices, mean over chance outcomes of the same state and action)."
 BETA = typer.Option(30.0, "--beta", help=_BETA_HELP)
 WEB_BETA = typer.Option(WEB_DEFAULTS["beta"], "--beta", help=_BETA_HELP)
 GAMMA = typer.Option(0.95, "--gamma", help="γ: discount of the returns.")

@@ -13,6 +13,21 @@ deterministic (a Jericho game with a fixed seed replays the same way), where the
 best trajectory through (s, a) can simply be taken again; the mean would dilute
 it with every later exploratory episode that took a and then wandered off.
 
+With ``q_estimate="expectimax"`` (our addition) the max is taken over what the agent chose and the mean over
+what chance chose, as in expectimax search (Michie 1966; Russell & Norvig, AIMA §5.5): the neighbours that took a
+from the same world state w are grouped by the state s' their step led to (the next stored step's world hash, or
+the end of the episode), and
+
+    Q̂_w(s,a) = Σ_{s'} n(w,a,s')/n(w,a) · max_{n: w_n = w, a_n = a, s'_n = s'} G_n
+    Q̂(s,a)   = max_w Q̂_w(s,a)
+
+Where each (w, a) always led to the same s' (a deterministic game) this is the max. Where it did not (zork2's grue
+strikes in the dark one time in a few: the same step from the same state once led on and once ended the game), the
+best continuation after each outcome is weighted by how often that outcome happened, so a lucky survival no longer
+hides the deaths. Steps whose successor is unknown (the last step of an episode cut at its step limit) tell
+nothing about the transition and count only where no step of their (w, a) has a known successor; steps without a
+world hash are each their own group.
+
 A candidate never taken among the neighbours gets an exploration bonus:
 
     paper: Q̂(s,a) = V̂(s) + α/|N(s)|, applied with probability λ (else A = 0);
@@ -83,6 +98,7 @@ agent into such cycles: each action of the cycle once began a good trajectory el
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +112,7 @@ class QEstimate(str, Enum):
 
     mean = "mean"
     max = "max"
+    expectimax = "expectimax"
 
 
 class UnseenQ(str, Enum):
@@ -125,12 +142,17 @@ class Neighbour:
         ret: the discounted return G of that step (score points).
         similarity: cosine similarity of its state key to the query, in [−1, 1].
         step_id: the memory row id (for display and ``memory inspect``).
+        world: the world-state hash of the state the step was taken in, or None.
+        outcome: what the step led to: the next state's world hash or ``memories.store.TERMINAL``; None where
+            unknown. ``world`` and ``outcome`` are read by ``q_estimate="expectimax"`` only.
     """
 
     action: str
     ret: float
     similarity: float = 1.0
     step_id: int = -1
+    world: str | None = None
+    outcome: str | None = None
 
 
 @dataclass
@@ -190,7 +212,8 @@ def estimate_advantages(
         alpha: α, the bonus scale (score points).
         bonus_prob: λ, the probability of applying the paper's bonus to an unseen candidate.
         rng: random generator for the paper's bonus (required only for ``paper``).
-        q_estimate: ``mean`` (paper eq. 5) or ``max`` (best return, for deterministic games).
+        q_estimate: ``mean`` (paper eq. 5), ``max`` (best return, for deterministic games) or ``expectimax``
+            (max over the agent's choices, mean over chance outcomes; module docstring).
         pending_counts: length n, m(a): times each candidate was taken from this state
             earlier in the running episode (not yet in memory); used by ``ucb`` and ``puct`` only.
         repeated: length n, candidates that closed a cycle from this state earlier in the running
@@ -214,7 +237,7 @@ def estimate_advantages(
     """
     exploration = Exploration(exploration)
     unseen_q = UnseenQ(unseen_q)
-    best = QEstimate(q_estimate) is QEstimate.max
+    q_estimate = QEstimate(q_estimate)
     n = len(candidates)
     pending, repeated = _visit_marks(n, pending_counts, repeated)
     counted = exploration in (Exploration.ucb, Exploration.puct)
@@ -235,13 +258,14 @@ def estimate_advantages(
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
     stats = _count_returns(candidates, neighbours)
     if backoff is not None and neighbours and not stats[0].all():
-        coarse = _count_returns([backoff(a) for a in candidates], [Neighbour(backoff(nb.action), nb.ret) for nb in neighbours])
+        coarse = _count_returns([backoff(a) for a in candidates],
+                                [dataclasses.replace(nb, action=backoff(nb.action)) for nb in neighbours])
         stats, backed_off = _back_off(stats, coarse, backed_off)
     if similar and neighbours and not stats[0].all():
         stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
-    counts, sums, maxima = stats
+    counts, sums, maxima, expectimax = stats
     seen = counts > 0
-    q[seen] = maxima[seen] if best else sums[seen] / counts[seen]
+    q[seen] = {QEstimate.max: maxima, QEstimate.expectimax: expectimax}.get(q_estimate, sums / np.maximum(counts, 1))[seen]
     raw[seen] = q[seen] - value
     # unseen candidates start from Q̂ = V̂ (A = 0), max(V̂, 0), 0 or min(V̂, 0): A = start − V̂
     start = {UnseenQ.value: value, UnseenQ.optimistic: max(value, 0.0), UnseenQ.zero: 0.0,
@@ -263,9 +287,9 @@ def estimate_advantages(
     return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb, backed_off)
 
 
-def _back_off(stats: tuple[np.ndarray, np.ndarray, np.ndarray], fallback: tuple[np.ndarray, np.ndarray, np.ndarray],
-              backed_off: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """Katz-style back-off of the per-candidate statistics (n(a), Σ G, max G; shape (n,) each, as
+def _back_off(stats: tuple[np.ndarray, ...], fallback: tuple[np.ndarray, ...],
+              backed_off: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Katz-style back-off of the per-candidate statistics (n(a), Σ G, max G, expectimax G; shape (n,) each, as
     :func:`_count_returns` gives them): a candidate with n(a) = 0 takes ``fallback``'s statistics where those
     counted any return. Returns the merged statistics and ``backed_off`` with those candidates marked."""
     took = (stats[0] == 0) & (fallback[0] > 0)
@@ -313,14 +337,15 @@ def _visit_marks(n: int, pending_counts: Sequence[int] | None,
 
 
 def _count_returns(candidates: Sequence[str],
-                   neighbours: Sequence[Neighbour]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   neighbours: Sequence[Neighbour]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate, over the neighbours that took it (actions compared by :func:`normalize_action`; equal
-    candidates get the same statistics):
-    n(a) (int64), the sum of their returns and their best return (−inf where none took it); shape (n,) each."""
+    candidates get the same statistics): n(a) (int64), the sum of their returns, their best return and their
+    expectimax return (:func:`_expectimax`); shape (n,) each, −inf in the last two where none took it."""
     n = len(candidates)
     counts = np.zeros(n, dtype=np.int64)
     sums = np.zeros(n, dtype=np.float64)
     maxima = np.full(n, -np.inf)
+    took: list[list[Neighbour]] = [[] for _ in range(n)]
     index: dict[str, list[int]] = {}
     for i, key in enumerate(normalize_action(a) for a in candidates):
         index.setdefault(key, []).append(i)  # candidates with the same (back-off) key share its statistics
@@ -329,4 +354,27 @@ def _count_returns(candidates: Sequence[str],
             counts[i] += 1
             sums[i] += nb.ret
             maxima[i] = max(maxima[i], nb.ret)
-    return counts, sums, maxima
+            took[i].append(nb)
+    expectimax = np.array([_expectimax(group) if group else -np.inf for group in took], dtype=np.float64)
+    return counts, sums, maxima, expectimax
+
+
+def _expectimax(took: Sequence[Neighbour]) -> float:
+    """max over world states w of the mean over outcomes s' of the best return (module docstring), for the
+    neighbours that took one action (at least one). Steps with an unknown outcome count only in a world state
+    where no step's outcome is known; steps without a world hash are each their own world state."""
+    worlds: dict[object, list[Neighbour]] = {}
+    for j, nb in enumerate(took):
+        worlds.setdefault(nb.world if nb.world is not None else j, []).append(nb)
+    best = -math.inf
+    for steps in worlds.values():
+        outcomes: dict[str, list[float]] = {}
+        for nb in steps:
+            if nb.outcome is not None:
+                outcomes.setdefault(nb.outcome, []).append(nb.ret)
+        if outcomes:
+            value = sum(len(r) * max(r) for r in outcomes.values()) / sum(len(r) for r in outcomes.values())
+        else:
+            value = max(nb.ret for nb in steps)
+        best = max(best, value)
+    return best

@@ -60,7 +60,8 @@ class AgentConfig:
             world-state hash) before the ANN neighbours.
         novelty: count-based exploration reward for reaching rarely visited world states
             (see :func:`jitrl_cli.core.returns.novelty_rewards`); 0 = game rewards only.
-        q_estimate: Q̂(s,a) as the mean (paper eq. 5) or the max of the neighbours' returns.
+        q_estimate: Q̂(s,a) as the mean (paper eq. 5), the max or the expectimax of the neighbours' returns
+            (:mod:`jitrl_cli.core.advantage`).
         step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
             their sum (both); see :mod:`jitrl_cli.core.reflection`.
         returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the

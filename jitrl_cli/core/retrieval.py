@@ -65,6 +65,7 @@ def retrieve_neighbourhood(
 
 
 def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:
-    """The advantage estimator's view of retrieved steps: action, return G, similarity, row id."""
-    return [Neighbour(h.action, h.ret, h.similarity, h.id) for h in steps]
+    """The advantage estimator's view of retrieved steps: action, return G, similarity, row id, and the world
+    states the step was taken in and led to (for ``--q-estimate expectimax``)."""
+    return [Neighbour(h.action, h.ret, h.similarity, h.id, h.world_hash, h.next_world) for h in steps]
 
