@@ -81,6 +81,14 @@ def test_tiny_eval_is_resumable_and_writes_summary_and_png(tmp_path):
         {n: [[r[k] for k in replay] for r in rows] for n, rows in logs.items()}
     assert _stored_steps(fresh) == _stored_steps(out)
 
+    # more seeds on a finished eval play only the new seed; the stored seed's logs stay as they were
+    before = {p.name: p.read_bytes() for p in (fresh / "episodes").glob("*.jsonl")}
+    more = run_cli(*[a if a != "1" else "2" for a in _eval_args(fresh)])
+    assert more.returncode == 0, more.stderr
+    assert {p.name: p.read_bytes() for p in (fresh / "episodes").glob("*-seed0.jsonl")} == before
+    assert set(_logs(fresh)) == {"jitrl-seed0", "static-seed0", "jitrl-seed1", "static-seed1"}
+    assert json.loads(more.stdout)["arms"]["jitrl"]["seeds"] == [0, 1]
+
 
 def _stored_steps(out):
     """[(episode number, step, action, return G)] of an eval's jitrl-seed0 memory, episodes numbered 1, 2, … in order
@@ -193,3 +201,9 @@ def test_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
     with pytest.raises(UserError, match=r"other settings \(prior\)"):
         check_run_file(tmp_path, params | {"prior": "constrained"}, force=False)
     assert json.loads((tmp_path / "run.json").read_text()) == old  # a refused resume leaves run.json alone
+    # more seeds add to a stored run; fewer are other settings
+    check_run_file(tmp_path, params | {"seeds": 1}, force=True)
+    check_run_file(tmp_path, params | {"seeds": 3}, force=False)
+    assert json.loads((tmp_path / "run.json").read_text())["seeds"] == 3
+    with pytest.raises(UserError, match=r"other settings \(seeds\)"):
+        check_run_file(tmp_path, params | {"seeds": 2}, force=False)

@@ -187,7 +187,9 @@ def check_out_dir(out: Path) -> None:
 
 
 def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
-    """Write ``run.json``, or check that a resumed run uses the same parameters.
+    """Write ``run.json``, or check that a resumed run uses the same parameters. A resumed run may ask for more
+    ``seeds`` than the stored run (seeds are ``seed``, ``seed + 1``, …, so the stored seeds' episodes stay theirs):
+    that adds seeds to a finished eval.
 
     Raises:
         UserError: if ``out`` holds a run with other parameters (and not ``force``), is not a directory,
@@ -201,7 +203,9 @@ def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
                 old = json.loads(path.read_text())
             except ValueError:
                 raise UserError(f"{path} is not JSON; choose another --out or pass --force") from None
-            changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k)))
+            changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k))
+                             and not (k == "seeds" and isinstance(old.get(k), int) and isinstance(params.get(k), int)
+                                      and params[k] > old[k]))
             if changed:
                 raise UserError(
                     f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"
