@@ -174,6 +174,14 @@ def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     assert est.normalized == pytest.approx([-1.0, -1.0])
 
 
+def test_a_cycle_in_a_state_without_neighbours_needs_no_paper_bonus():
+    # the first episode of an empty memory (the web's defaults: the paper's bonus, α/|N(s)|) comes back to a page
+    # with a click that closed a cycle: that click gets Ã = −1, the others the prior's Ã = 0, and no bonus
+    est = estimate_advantages(["click a", "click b"], [], exploration="paper", alpha=1.0, bonus_prob=1.0,
+                              rng=np.random.default_rng(0), repeated=[True, False])
+    assert list(est.normalized) == [-1.0, 0.0] and not est.bonus.any() and est.n_neighbours == 0
+
+
 def test_optimistic_floor_values_untried_actions_at_least_like_doing_nothing():
     # the living room with the painting (zork1): "east" and "close case" were tried and harmless (G = 0), "open trap"
     # led to a death later (G = −13.3); "put painting in case" was never tried

@@ -274,7 +274,7 @@ def estimate_advantages(
     if start != value:
         q[~seen] = start
     n_nb = len(neighbours)
-    if exploration is Exploration.paper and alpha > 0:
+    if exploration is Exploration.paper and alpha > 0 and n_nb > 0:  # α/|N(s)|: no bonus without neighbours
         _paper_bonus(q, raw, bonus, np.flatnonzero(~seen), value, start, alpha, n_nb, bonus_prob, rng)
     elif counted and alpha > 0:
         visits = n_nb + int(pending.sum())
