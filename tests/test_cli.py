@@ -91,7 +91,7 @@ def test_play_with_the_unordered_state_hash(tmp_path):
         (["play", "zork1", "--episodes", "0"], "--episodes must be at least 1"),
         (["play", "zork1", "--gamma", "2"], "--gamma must be in [0, 1]"),
         (["play", "zork1", "--exploration", "wild"], "--exploration must be"),
-        (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean or max"),
+        (["play", "zork1", "--q-estimate", "median"], "--q-estimate must be mean, max or expectimax"),
         (["play", "zork1", "--step-rewards", "human"], "--step-rewards must be env, llm or both"),
         (["play", "zork1", "--prior", "uniform"], "--prior must be sequence or constrained"),
         (["play", "zork1", "--state-hash", "tree"], "--state-hash must be jericho, unordered or local"),

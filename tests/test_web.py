@@ -246,6 +246,37 @@ def test_web_cli_three_episodes_json_and_memory(tmp_path):
     assert rows[-1]["memory_steps"] == total
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--avoid-cycles", "--no-avoid-cycles"])
+def test_an_action_that_led_back_to_a_page_already_seen_gets_the_lowest_advantage_there(tmp_path, flag):
+    """Cycle avoidance on real choose-list pages (on by default in `jitrl web`): recomputed from the step log, an
+    action that earlier in the episode led from a page (the observation, at the same score) straight back to a page
+    already seen (selecting the selected option again) has Ã = −1 on that page; with --no-avoid-cycles it does not."""
+    logs = tmp_path / "logs"
+    args = ["web", "--task", "choose-list", "-n", "2", "--seed", "0", "--json", "--memory", str(tmp_path / "mem"),
+            "--log-dir", str(logs)]
+    proc = run_cli(*args, *([flag] if flag == "--no-avoid-cycles" else []), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all(json.loads(line)["params"]["avoid_cycles"] is (flag == "--avoid-cycles") for line in proc.stdout.splitlines())
+    rows = [json.loads(line) for p in sorted(logs.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    norm = lambda a: " ".join(a.lower().split())  # noqa: E731
+    closing_candidates = []
+    for uuid in dict.fromkeys(r["uuid"] for r in rows):
+        visited, closing, previous = set(), {}, None
+        for row in sorted((r for r in rows if r["uuid"] == uuid), key=lambda r: r["step"]):
+            place = (row["observation"], row["score"])
+            if place in visited and previous is not None:
+                closing.setdefault(previous[0], set()).add(previous[1])
+            visited.add(place)
+            closing_candidates += [c["advantage"] for c in row["candidates"] if norm(c["action"]) in closing.get(place, ())]
+            previous = (place, norm(row["action"]))
+    assert closing_candidates, "the run must close a cycle"
+    if flag == "--avoid-cycles":
+        assert all(a == -1.0 for a in closing_candidates)
+    else:
+        assert not all(a == -1.0 for a in closing_candidates)
+
+
 # -- WebArena ---------------------------------------------------------------------------------------
 def test_webarena_tasks_load():
     from adapters.webarena_env import build_config, load_task

@@ -74,7 +74,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
         assert {k: params[k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match", "avoid_cycles",
                                        "unseen_q", "prior", "history", "abstract_actions", "backoff_actions")} == {
             "beta": 10.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "exact_match": False,
-            "avoid_cycles": False, "unseen_q": "pessimistic", "prior": "sequence", "history": 0, "abstract_actions": True,
+            "avoid_cycles": True, "unseen_q": "pessimistic", "prior": "sequence", "history": 0, "abstract_actions": True,
             "backoff_actions": True}
         assert not (d / "memory").exists()  # the suite's memory is OUT/memory (the task memory is --task-memory)
         for arm, s in ts["arms"].items():

@@ -54,7 +54,7 @@ def eval_(
     With --games A,B (or all), each game gets its own eval directory OUT/<game>/ and OUT/ the aggregate.
 
     With --suite, options not given take `jitrl web`'s defaults: 10 steps, β 10, γ 0.5, k 10,
-    paper exploration, mean Q̂, back-off action keys, --unseen-q pessimistic, no exact match or cycle avoidance."""
+    paper exploration, mean Q̂, back-off action keys, --unseen-q pessimistic, cycle avoidance, no exact match."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
     abstract_actions = policy.pop("abstract_actions")  # web only: not settings of game evals (their run.json)

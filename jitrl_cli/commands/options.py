@@ -9,8 +9,8 @@ bench/RESULTS.md, "The constrained prior").
 The paper's settings (`--paper`) are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
 --gamma 0.5 --beta 3 --k 10 --alpha 5 --bonus-prob 0.65` (α and λ of the paper's exploration bonus).
 `jitrl web` and `eval --suite` have their own defaults (``WEB_DEFAULTS``): the paper's γ, k, exploration and Q̂,
-with β 10, back-off action keys, no earlier actions in the prompt and ``--unseen-q pessimistic``, each measured on
-MiniWoB++.
+with β 10, back-off action keys, no earlier actions in the prompt, ``--unseen-q pessimistic`` and cycle avoidance,
+each measured on MiniWoB++.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the return
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
+WEB_AVOID_CYCLES = typer.Option(WEB_DEFAULTS["avoid_cycles"], "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same page straight back to a page already seen (it closed a cycle: selecting the selected option again, ticking and unticking a box).")
 _UNSEEN_Q_HELP = ("Where Q̂ starts for a candidate no neighbour took, before any exploration bonus: value (V̂, the paper: A = 0), "
                   "optimistic (max(V̂, 0): returns dragged below 0 by later deaths do not stop exploration), zero (0: "
                   "where the known actions win, V̂ > 0, an unknown one ranks below them) or pessimistic (min(V̂, 0): zero where "
@@ -98,6 +99,7 @@ GAME_POLICY: dict[str, Any] = {
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {
     "beta": WEB_BETA, "gamma": WEB_GAMMA, "k": WEB_K, "exploration": WEB_EXPLORATION, "q_estimate": WEB_Q_ESTIMATE,
     "unseen_q": WEB_UNSEEN_Q, "prior": WEB_PRIOR, "abstract_actions": ABSTRACT_ACTIONS, "backoff_actions": BACKOFF_ACTIONS, "history": WEB_HISTORY,
+    "avoid_cycles": WEB_AVOID_CYCLES,
 }
 POLICY_PANEL = "Learning (the JitRL policy)"
 #: The model options of `play`, `eval` and `web`: the keyword arguments of

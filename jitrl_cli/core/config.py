@@ -34,10 +34,13 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
 #: MiniWoB++ (bench/RESULTS.md): ``history`` 0 (the prompt shows the current page, not the earlier actions: the 270M
 #: model copies its last action; "The prompt without the earlier actions"), ``backoff_actions`` and β 10 instead
 #: of the paper's 3 (the 270M model's prior margins exceed the 2β a normalised advantage can move; "Back-off keys
-#: and β 10"), and ``unseen_q`` pessimistic (on a page whose known actions win, V̂ > 0, a button never tried starts
-#: from Q̂ = 0 instead of V̂, so it no longer ties with the winner; "Where an untried action starts").
+#: and β 10"), ``unseen_q`` pessimistic (on a page whose known actions win, V̂ > 0, a button never tried starts
+#: from Q̂ = 0 instead of V̂, so it no longer ties with the winner; "Where an untried action starts"), and
+#: ``avoid_cycles`` (an action that led from a page straight back to a page already seen in the episode, such as
+#: selecting the selected option again, gets Ã = −1 there; the page is told by a digest of its observation;
+#: "Cycle avoidance on the web").
 WEB_DEFAULTS = {"beta": 10.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence",
-                "history": 0, "backoff_actions": True, "unseen_q": "pessimistic"}
+                "history": 0, "backoff_actions": True, "unseen_q": "pessimistic", "avoid_cycles": True}
 
 
 @dataclass
