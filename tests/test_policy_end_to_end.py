@@ -27,17 +27,21 @@ TEMPERATURE = 1.7
 EPISODES = 6
 
 
+def _play(tmp, game, *args):
+    """`jitrl play GAME --json` with a fresh memory and a step log under ``tmp``: (memory dir, logged steps)."""
+    mem, logs = tmp / "mem", tmp / "logs"
+    proc = run_cli("play", game, "--json", "--memory", str(mem), "--log-dir", str(logs), *args)
+    assert proc.returncode == 0, proc.stderr
+    return mem, [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """6 episodes × 5 steps of zork1 with a count-based novelty reward, so that the returns of one
     (state, action) differ from episode to episode and Q̂ = max differs from the mean."""
     tmp = tmp_path_factory.mktemp("policy")
-    mem, logs = tmp / "mem", tmp / "logs"
-    proc = run_cli("play", "zork1", "--episodes", str(EPISODES), "--max-steps", "5", "--json", "--memory", str(mem),
-                   "--log-dir", str(logs), "--beta", str(BETA), "--temperature", str(TEMPERATURE),
-                   "--q-estimate", "max", "--novelty", "1", "--seed", "3")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    mem, rows = _play(tmp, "zork1", "--episodes", str(EPISODES), "--max-steps", "5", "--beta", str(BETA),
+                      "--temperature", str(TEMPERATURE), "--q-estimate", "max", "--novelty", "1", "--seed", "3")
     assert len(rows) >= EPISODES * 3
     return mem, rows
 
@@ -92,11 +96,9 @@ def test_puct_bonus_is_weighted_by_the_logged_prior(tmp_path):
     """`--exploration puct` on the real engine and model: every logged raw advantage is
     (Q̂ − V̂ where some neighbour took the action) + α·π(a)·sqrt(|N| + m)/(n(a) + m(a) + 1), with π the logged prior
     and m(a) the times the action was already taken from this world state earlier in the episode (from memory.sqlite)."""
-    alpha, mem, logs = 2.0, tmp_path / "mem", tmp_path / "logs"
-    proc = run_cli("play", "zork1", "--episodes", "3", "--max-steps", "6", "--json", "--memory", str(mem),
-                   "--log-dir", str(logs), "--exploration", "puct", "--alpha", str(alpha), "--seed", "1")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    alpha = 2.0
+    mem, rows = _play(tmp_path, "zork1", "--episodes", "3", "--max-steps", "6", "--exploration", "puct",
+                      "--alpha", str(alpha), "--seed", "1")
     with sqlite3.connect(mem / "memory.sqlite") as db:
         world = {(u, s): h for u, s, h in db.execute(
             "SELECT e.uuid, s.step, s.world_hash FROM steps s JOIN episodes e ON e.id = s.episode_id")}
@@ -124,11 +126,7 @@ def test_backoff_states_value_an_action_untried_here_by_its_returns_in_other_wor
     world state by an earlier episode (memory.sqlite), its Q̂ is the best return (``--q-estimate max``, the default) of
     a stored step that took it from another world state, and it gets the UCB bonus of a seen action:
     raw = Q̂ − V̂ + α·sqrt(ln(|N| + m + 1)/(n(a) + m(a) + 1)), n(a) counted among those similar steps."""
-    mem, logs = tmp_path / "mem", tmp_path / "logs"
-    proc = run_cli("play", "zork1", "--episodes", "4", "--max-steps", "8", "--json", "--memory", str(mem),
-                   "--log-dir", str(logs), "--backoff-states", "--seed", "1")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    mem, rows = _play(tmp_path, "zork1", "--episodes", "4", "--max-steps", "8", "--backoff-states", "--seed", "1")
     norm = lambda a: " ".join(a.lower().split())  # noqa: E731
     with sqlite3.connect(mem / "memory.sqlite") as db:
         stored = db.execute("SELECT e.uuid, e.id, s.step, s.world_hash, s.action, s.ret FROM steps s "
@@ -160,11 +158,7 @@ def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happ
     the episode's next stored world hash, or the end of an episode that stopped before its step limit; a step cut at
     the step limit counts only where no step has a known successor). zork2's seed 1 is chosen so that this differs
     from the max: the same action from the same world state led to different states (zork2 is not deterministic)."""
-    mem, logs = tmp_path / "mem", tmp_path / "logs"
-    proc = run_cli("play", "zork2", "--episodes", "6", "--max-steps", "12", "--json", "--memory", str(mem),
-                   "--log-dir", str(logs), "--q-estimate", "expectimax", "--seed", "1")
-    assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    mem, rows = _play(tmp_path, "zork2", "--episodes", "6", "--max-steps", "12", "--q-estimate", "expectimax", "--seed", "1")
     norm = lambda a: " ".join(a.lower().split())  # noqa: E731
     with sqlite3.connect(mem / "memory.sqlite") as db:
         stored = db.execute("SELECT e.uuid, e.id, e.steps, json_extract(e.params, '$.max_steps'), s.step, s.world_hash,"
