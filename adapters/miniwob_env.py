@@ -6,8 +6,10 @@ time out), start it with ``core.startEpisodeReal()`` and read the goal from ``co
 After each action the page's globals say whether the task ended and with which raw reward
 (``WOB_DONE_GLOBAL``, ``WOB_RAW_REWARD_GLOBAL``, in [−1, 1]; raw > 0 is a success).
 
-Problem instances: episode i (0-based) uses page seed ``seed + i`` (or ``seed + i mod instances``
-with ``instances`` > 0, to revisit the same problems).
+Problem instances: episode i (0-based) of seed s uses page seed ``s · SEED_STRIDE + i`` (or
+``s · SEED_STRIDE + i mod instances`` with ``instances`` > 0, to revisit the same problems). Seeds are thus
+independent samples of problems: two seeds share no instance within :data:`SEED_STRIDE` episodes (with
+``s + i``, seed 1 replayed seed 0's instances shifted by one episode). Seed 0 plays page seeds 0, 1, 2, ….
 
 Memory namespace: the suite, ``miniwob`` (:data:`NAMESPACE`), so experience transfers across
 tasks; the state key starts with the task's goal template, which keeps tasks apart in retrieval.
@@ -37,6 +39,8 @@ EPISODE_MAX_TIME_MS = 24 * 3600 * 1000  # < 2^31 (setTimeout's limit)
 #: episode cut off by it gets this raw reward, as the page would give it: running out of steps is a failure,
 #: not a better outcome than a wrong answer (0 would teach the agent to stall).
 TIMEOUT_REWARD = -1.0
+#: page seeds between two consecutive run seeds: seed s plays page seeds s · SEED_STRIDE, s · SEED_STRIDE + 1, …
+SEED_STRIDE = 100_000
 _META = "() => ({done: WOB_DONE_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, reason: WOB_REWARD_REASON})"
 _HIDE_HUD = "#reward-display, #sync-task-cover, #click-canvas, #query { display: none !important; }"
 
@@ -67,6 +71,16 @@ def supported_tasks() -> list[str]:
     return [t for t in list_tasks() if t not in EXCLUDED]
 
 
+def page_seed(seed: int, index: int, instances: int = 0) -> int:
+    """The page seed (``Math.seedrandom``'s argument) of episode ``index`` (0-based) of the run with seed ``seed``.
+
+    ``seed · SEED_STRIDE + index``, or ``seed · SEED_STRIDE + index mod instances`` with ``instances`` > 0, so
+    seeds draw disjoint problem instances (for runs under :data:`SEED_STRIDE` episodes) and seed 0 plays page
+    seeds 0, 1, 2, ….
+    """
+    return seed * SEED_STRIDE + (index % instances if instances > 0 else index)
+
+
 def task_path(task: str) -> Path:
     """The HTML file of a task.
 
@@ -90,7 +104,8 @@ class MiniWoBEnv:
         chromium: executable for an owned browser (``--chromium``).
         max_steps: steps after which ``truncated`` is True; that step's reward (and ``score``) is
             :data:`TIMEOUT_REWARD`, the page's own reward for an episode that runs out of time.
-        seed: page seed of the first episode; instances: see the module docstring.
+        seed: the run's seed; its episode i plays page seed ``seed · SEED_STRIDE + i``; instances: see the
+            module docstring.
 
     ``info`` keys: those of :data:`adapters.base.INFO_KEYS` (score: the raw reward once done, −1 at the
     step limit, else 0;
@@ -130,8 +145,8 @@ class MiniWoBEnv:
     def select_instance(self, seed: int, index: int) -> None:
         """Make the next :meth:`reset` play episode ``index`` (0-based) of a run with page seed ``seed``.
 
-        Its page seed is ``seed + index`` (``seed + index mod instances`` with ``instances`` > 0): the
-        problem episode ``index + 1`` of ``jitrl web --seed SEED`` plays, whatever ran before it.
+        Its page seed is :func:`page_seed` ``(seed, index, instances)``: the problem episode ``index + 1`` of
+        ``jitrl web --seed SEED`` plays, whatever ran before it.
         """
         self.seed, self.episode = seed, index
 
@@ -141,13 +156,13 @@ class MiniWoBEnv:
 
         i = self.episode
         self.episode += 1
-        page_seed = self.seed + (i % self.instances if self.instances > 0 else i)
+        seed = page_seed(self.seed, i, self.instances)
         page = self.page
         try:
             page.goto(self.url)
             page.wait_for_function("() => typeof core !== 'undefined' && core.cover_div !== null")
             page.add_style_tag(content=_HIDE_HUD)
-            page.evaluate("s => Math.seedrandom(s)", page_seed)
+            page.evaluate("s => Math.seedrandom(s)", seed)
             page.evaluate("t => { core.EPISODE_MAX_TIME = t; }", EPISODE_MAX_TIME_MS)
             page.evaluate("() => core.startEpisodeReal()")
             page.wait_for_function("() => WOB_TASK_READY")

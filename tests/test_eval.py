@@ -207,3 +207,8 @@ def test_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["seeds"] == 3
     with pytest.raises(UserError, match=r"other settings \(seeds\)"):
         check_run_file(tmp_path, params | {"seeds": 2}, force=False)
+    # a web suite from before page seeds were spread per seed (seed 1 played seed 0's problems one episode later)
+    # is not resumed with the new page seeds
+    (tmp_path / "run.json").write_text(json.dumps(old | {"suite": "miniwob"}))
+    with pytest.raises(UserError, match=r"other settings \(page_seed_stride\)"):
+        check_run_file(tmp_path, params | {"suite": "miniwob", "page_seed_stride": 100_000}, force=False)

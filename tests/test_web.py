@@ -86,6 +86,27 @@ def test_enter_text_correct_and_wrong(browser):
     finally:
         env.close()
 
+def test_seeds_play_disjoint_problem_instances(browser):
+    """Episode i of seed s plays page seed s · SEED_STRIDE + i: two seeds share no problem, and ``--instances``
+    cycles within a seed. (With page seed s + i, seed 1 replayed seed 0's problems one episode later.)"""
+    from adapters.miniwob_env import SEED_STRIDE, MiniWoBEnv, page_seed
+
+    assert page_seed(0, 4) == 4 and page_seed(2, 4) == 2 * SEED_STRIDE + 4 and page_seed(2, 7, instances=3) == 2 * SEED_STRIDE + 1
+    env = MiniWoBEnv("enter-text", browser)
+    try:
+        def goal(seed, index):
+            env.select_instance(seed, index)
+            return env.reset()[1]["goal"]
+
+        seed0, seed1 = [goal(0, i) for i in range(5)], [goal(1, i) for i in range(5)]
+        assert not set(seed0) & set(seed1) and seed1[:4] != seed0[1:]  # enter-text draws a word per instance
+        assert goal(1, 0) == goal(0, SEED_STRIDE) and goal(0, 3) == seed0[3]  # what the page seed is, and replays
+        env.instances = 2
+        assert [goal(1, i) for i in range(4)] == [seed1[0], seed1[1], seed1[0], seed1[1]]
+    finally:
+        env.close()
+
+
 
 def test_click_checkboxes_correct(browser):
     from adapters.miniwob_env import MiniWoBEnv

@@ -55,7 +55,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
     for task in TASKS:
         d = out / task
         params = json.loads((d / "run.json").read_text())
-        assert params["task"] == task and "tasks" not in params and params["measure"] == "success"
+        assert params["task"] == task and "tasks" not in params and params["measure"] == "success" and params["page_seed_stride"] == 100_000
         ts = json.loads((d / "summary.json").read_text())
         assert ts["measure"] == "success" and set(ts["arms"]) == {"jitrl", "static"}
         _png_ok(d / "curve.png")
@@ -67,7 +67,7 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
                 assert r["task"] == task and r["suite"] == "miniwob" and r["game"] == "miniwob"
                 assert r["success"] == (r["score"] > 0) and -1 <= r["score"] <= 1 and 1 <= r["steps"] <= 10
                 assert r["arm"] == name.split("-")[0] and r["blocked_requests"] == 0
-        # both arms play the same problem instances (page seed = seed + episode − 1)
+        # both arms play the same problem instances (page seed = seed · 100 000 + episode − 1)
         assert [r["goal"] for r in logs["jitrl-seed0"]] == [r["goal"] for r in logs["static-seed0"]]
         assert logs["static-seed0"][1]["params"]["beta"] == 0
         # a suite uses `jitrl web`'s defaults, not the game commands'

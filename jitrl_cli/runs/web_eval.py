@@ -23,8 +23,9 @@ its one suite memory, each episode reading what the others have stored so far (t
 concurrent writers), so which neighbours an episode sees then depends on timing. Resumable: re-running the
 same command plays only the missing episodes of every task; when none is missing the model and browser
 are not even started. A suite memory is reconciled with the run's logs of every task before playing.
-Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s + e − 1
-whatever the arm: the problem ``jitrl web --task T --seed s`` plays in its episode e. So arms are
+Episode e (1-based) of the run with seed s plays MiniWoB problem instance (page seed) s · 100 000 + e − 1
+(:func:`adapters.miniwob_env.page_seed`; ``page_seed_stride`` in run.json) whatever the arm: the problem
+``jitrl web --task T --seed s`` plays in its episode e. So arms are
 compared on the same problems, and a resumed run plays the same problems as an uninterrupted one.
 The memory namespace is ``miniwob``, as for ``jitrl web``. The Jericho-only options (``--rom-dir``,
 ``--death-penalty``, ``--valid-actions-timeout``) do not apply; ``--max-steps`` defaults to 10.
@@ -68,7 +69,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-
+from adapters.miniwob_env import SEED_STRIDE
 from jitrl_cli.core.config import WEB_DEFAULTS, AgentConfig
 from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
@@ -143,12 +144,15 @@ def suite_params(suite: str, tasks: list[str], config: Any, episodes: int, arms:
 
     Every field of the jitrl arm's :class:`~jitrl_cli.core.agent.AgentConfig` is included (enums by
     value), except ``learn`` (set per arm) and ``death_penalty`` (MiniWoB episodes are never lost);
-    ``seed`` is the first seed; ``memory`` is ``suite`` (one memory per run for all tasks) or ``task``.
+    ``seed`` is the first seed; ``memory`` is ``suite`` (one memory per run for all tasks) or ``task``;
+    ``page_seed_stride``: page seeds between consecutive seeds (:data:`adapters.miniwob_env.SEED_STRIDE`; runs
+    from before it was recorded used 1, so their seed 1 replayed seed 0's problems shifted by one episode).
     """
     agent = {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(config).items()
              if k not in ("learn", "death_penalty")}
     return {"suite": suite, "tasks": tasks, "episodes": episodes, "arms": arms, "seeds": seeds,
-            **backend.params(), "measure": MEASURE, "memory": "task" if task_memory else "suite", **agent}
+            **backend.params(), "measure": MEASURE, "memory": "task" if task_memory else "suite",
+            "page_seed_stride": SEED_STRIDE, **agent}
 
 
 def task_params(params: dict[str, Any], task: str) -> dict[str, Any]:
@@ -250,7 +254,7 @@ def shard_jobs(jobs: list[WebJob], workers: int) -> list[WebJob]:
 
 def play_web_job(job: WebJob, out: Path, progress: EvalProgress | None = None) -> None:
     """Play the missing episodes of ``job`` into the suite directory ``out``: its tasks one after another, in one
-    browser with one model; episode e of seed s plays problem instance s + e − 1 (the module docstring)."""
+    browser with one model; episode e of seed s plays problem instance s · 100 000 + e − 1 (the module docstring)."""
     session = open_web_session(job.backend, start_browser(None))  # browser first: fails fast; $JITRL_CHROMIUM
     embedder = get_embedder()
     try:
