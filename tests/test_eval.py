@@ -212,3 +212,10 @@ def test_run_file_written_before_a_setting_existed_still_resumes(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(old | {"suite": "miniwob"}))
     with pytest.raises(UserError, match=r"other settings \(page_seed_stride\)"):
         check_run_file(tmp_path, params | {"suite": "miniwob", "page_seed_stride": 100_000}, force=False)
+    # more games add to a stored games eval (each game directory checks its own settings); fewer or others do not
+    (tmp_path / "run.json").write_text(json.dumps(params | {"games": ["zork1", "detective"]}))
+    check_run_file(tmp_path, params | {"games": ["zork1", "detective", "zork2"]}, force=False)
+    assert json.loads((tmp_path / "run.json").read_text())["games"] == ["zork1", "detective", "zork2"]
+    for games in (["zork1"], ["zork1", "zork2", "advent"]):
+        with pytest.raises(UserError, match=r"other settings \(games\)"):
+            check_run_file(tmp_path, params | {"games": games}, force=False)

@@ -186,10 +186,21 @@ def check_out_dir(out: Path) -> None:
             return
 
 
+def _adds_to(key: str, old: Any, new: Any) -> bool:
+    """Whether ``new`` only adds to a stored run's ``old`` value of ``key``: more ``seeds`` (seeds are ``seed``,
+    ``seed + 1``, …, so the stored seeds' episodes stay theirs) or more ``games`` (every game directory checks
+    its own settings)."""
+    if key == "seeds":
+        return isinstance(old, int) and isinstance(new, int) and new > old
+    if key == "games":
+        return isinstance(old, list) and isinstance(new, list) and set(old) < set(new)
+    return False
+
+
 def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
     """Write ``run.json``, or check that a resumed run uses the same parameters. A resumed run may ask for more
-    ``seeds`` than the stored run (seeds are ``seed``, ``seed + 1``, …, so the stored seeds' episodes stay theirs):
-    that adds seeds to a finished eval.
+    ``seeds`` than the stored run, or (``jitrl eval --games``) more games: that adds seeds or games to a finished
+    eval (:func:`_adds_to`).
 
     Raises:
         UserError: if ``out`` holds a run with other parameters (and not ``force``), is not a directory,
@@ -204,8 +215,7 @@ def check_run_file(out: Path, params: dict[str, Any], force: bool) -> None:
             except ValueError:
                 raise UserError(f"{path} is not JSON; choose another --out or pass --force") from None
             changed = sorted(k for k in set(old) | set(params) if old.get(k, ADDED_SETTINGS.get(k)) != params.get(k, ADDED_SETTINGS.get(k))
-                             and not (k == "seeds" and isinstance(old.get(k), int) and isinstance(params.get(k), int)
-                                      and params[k] > old[k]))
+                             and not _adds_to(k, old.get(k), params.get(k)))
             if changed:
                 raise UserError(
                     f"{out} holds a run with other settings ({', '.join(changed)}); use another --out or pass --force"
