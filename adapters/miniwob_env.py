@@ -143,7 +143,7 @@ class MiniWoBEnv:
         self._roots: list = []
 
     def select_instance(self, seed: int, index: int) -> None:
-        """Make the next :meth:`reset` play episode ``index`` (0-based) of a run with page seed ``seed``.
+        """Make the next :meth:`reset` play episode ``index`` (0-based) of the run with seed ``seed``.
 
         Its page seed is :func:`page_seed` ``(seed, index, instances)``: the problem episode ``index + 1`` of
         ``jitrl web --seed SEED`` plays, whatever ran before it.
@@ -156,13 +156,13 @@ class MiniWoBEnv:
 
         i = self.episode
         self.episode += 1
-        seed = page_seed(self.seed, i, self.instances)
+        instance = page_seed(self.seed, i, self.instances)
         page = self.page
         try:
             page.goto(self.url)
             page.wait_for_function("() => typeof core !== 'undefined' && core.cover_div !== null")
             page.add_style_tag(content=_HIDE_HUD)
-            page.evaluate("s => Math.seedrandom(s)", seed)
+            page.evaluate("s => Math.seedrandom(s)", instance)
             page.evaluate("t => { core.EPISODE_MAX_TIME = t; }", EPISODE_MAX_TIME_MS)
             page.evaluate("() => core.startEpisodeReal()")
             page.wait_for_function("() => WOB_TASK_READY")

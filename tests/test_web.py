@@ -86,6 +86,7 @@ def test_enter_text_correct_and_wrong(browser):
     finally:
         env.close()
 
+
 def test_seeds_play_disjoint_problem_instances(browser):
     """Episode i of seed s plays page seed s · SEED_STRIDE + i: two seeds share no problem, and ``--instances``
     cycles within a seed. (With page seed s + i, seed 1 replayed seed 0's problems one episode later.)"""
