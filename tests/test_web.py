@@ -108,7 +108,6 @@ def test_seeds_play_disjoint_problem_instances(browser):
         env.close()
 
 
-
 def test_click_checkboxes_correct(browser):
     from adapters.miniwob_env import MiniWoBEnv
 
