@@ -52,6 +52,7 @@ def test_games_eval_killed_resumed_and_reported(tmp_path):
         assert set(logs) == {"jitrl-seed0", "static-seed0"}
         for name, rows in logs.items():
             assert [r["episode"] for r in rows] == [1, 2]
+            assert all(0 <= r["valid_actions_timeouts"] <= r["steps"] for r in rows)
             assert all(r["steps"] == 5 or (r["steps"] < 5 and (r["died"] or r["victory"])) for r in rows), rows  # 5 steps unless the game ended
             if game == "zork1":
                 assert rows[: len(partial.get(name, []))] == partial.get(name, [])  # finished episodes kept
@@ -62,6 +63,8 @@ def test_games_eval_killed_resumed_and_reported(tmp_path):
             assert row["average"] == s["average"] and row["max_score"] == s["max_score"] > 0
             assert row["last10_normalized"]["mean"] == pytest.approx(s["last10"]["mean"] / s["max_score"])
             rows = logs[f"{arm}-seed0"]
+            assert row["steps"] == sum(r["steps"] for r in rows) and row["valid_actions_seconds"] > 0
+            assert row["valid_actions_timeouts"] == sum(r["valid_actions_timeouts"] for r in rows)
             curves.setdefault(arm, []).append([r["score"] / r["max_score"] for r in rows])
     for arm, c in curves.items():  # the normalized score per episode, mean over games
         a = summary["arms"][arm]
@@ -85,6 +88,24 @@ def test_games_eval_killed_resumed_and_reported(tmp_path):
     table = run_cli("report", str(out)).stdout
     assert all(w in table for w in ("zork1", "detective", "mean", "failed", "bad", "norm last 10"))
     assert first < 240
+
+
+@pytest.mark.slow
+def test_a_finder_that_times_out_is_reported_not_fatal(tmp_path):
+    """With a timeout no real finder meets, every step plays the fallback moves; the episode log counts those steps,
+    the game's summary and the games table report them, and the run still finishes."""
+    out = tmp_path / "games"
+    done = run_cli("eval", "--games", "zork1", "--episodes", "1", "--max-steps", "3", "--arms", "jitrl", "--seeds", "1",
+                   "--valid-actions-timeout", "0.0001", "--out", str(out), "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    (row,) = _logs(out / "zork1")["jitrl-seed0"]
+    assert row["steps"] == 3 and row["valid_actions_timeouts"] == 3
+    s = json.loads(done.stdout)["games"]["zork1"]["jitrl"]
+    assert s["steps"] == 3 and s["valid_actions_timeouts"] == 3 and s["valid_actions_seconds"] > 0
+    table = run_cli("report", str(out)).stdout
+    assert "3 of 3 timed out" in table, table
+    single = run_cli("report", str(out / "zork1")).stdout
+    assert "3 of 3 timed out" in single, single
 
 
 def _write_log(path, arm, seed, scores, max_score):

@@ -331,20 +331,39 @@ def table_console(renderable: Any = None) -> Console:
     return Console(width=max(80, width))
 
 
+def finder_cell(s: dict[str, Any]) -> Text:
+    """The valid-action finder's mean seconds per step and its timeouts (steps whose candidates were the fallback
+    moves), red when there were any; "–" where the episodes did not log them (older logs, web tasks)."""
+    seconds, timeouts = s.get("valid_actions_seconds"), s.get("valid_actions_timeouts")
+    if seconds is None and timeouts is None:
+        return Text("–")
+    text = "–" if seconds is None else f"{seconds:.2f} s"
+    if timeouts:
+        return Text(f"{text}, {timeouts} of {s.get('steps', '?')} timed out", style="red")
+    return Text(text)
+
+
+FINDER_CAPTION = ("finder = the valid-action finder's mean seconds per step, and the steps where it timed out "
+                  "(their candidates were the fallback moves, so those runs depend on the machine's load)")
+
+
 def arms_table(summary: dict[str, Any]) -> Table:
     """The arm comparison of a summary (see :mod:`jitrl_cli.runs.report`); ± is the sample std over seeds."""
     p = summary["params"]
     table = Table(title=f"{p.get('game') or p.get('task', '')}: {p.get('episodes', '?')} episodes × {p.get('max_steps', '?')} steps")
-    for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step"):
+    finder = "game" in p and any(s.get("valid_actions_seconds") is not None for s in summary["arms"].values())
+    for col in ("arm", "seeds", "eps", "average", "final", "last 10", "best", "norm", "AUC", "s/step",
+                *(("finder",) if finder else ())):
         table.add_column(col, justify="left" if col == "arm" else "right", overflow="fold")
     for arm, s in summary["arms"].items():
         n = len(s["seeds"])
         table.add_row(arm, str(n), str(s["episodes"]), plus_minus(s["average"], n), plus_minus(s["final"], n),
                       plus_minus(s["last10"], n), f"{s['best']:g}",
                       "–" if s["normalized"] is None else f"{s['normalized']:.3f}", f"{s['auc']:.2f}",
-                      "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}")
+                      "–" if s["seconds_per_step_median"] is None else f"{s['seconds_per_step_median']:.2f}",
+                      *((finder_cell(s),) if finder else ()))
     table.caption = ("mean ± sample std over seeds (n − 1); norm = average / max score; "
-                     "AUC = area under the mean curve / (episodes − 1)")
+                     "AUC = area under the mean curve / (episodes − 1)" + (f"; {FINDER_CAPTION}" if finder else ""))
     return table
 
 
@@ -385,24 +404,25 @@ def games_table(summary: dict[str, Any]) -> Table:
     p = summary["params"]
     table = Table(title=f"{_count(len(p.get('games', [])), 'game')} × {_count(p.get('seeds'), 'seed')} × "
                         f"{_count(p.get('episodes'), 'episode')} × {_count(p.get('max_steps'), 'step')} — score")
-    for col in ("game", "arm", "eps", "average", "final", "last 10", "norm last 10"):
+    for col in ("game", "arm", "eps", "average", "final", "last 10", "norm last 10", "finder"):
         table.add_column(col, justify="left" if col in ("game", "arm") else "right", overflow="fold")
     for name, arms in summary["games"].items():
         for arm, s in arms.items():
             n = len(s["seeds"])
             norm = s.get("last10_normalized")
             table.add_row(name, arm, str(s["episodes"]), plus_minus(s["average"], n), plus_minus(s["final"], n),
-                          plus_minus(s["last10"], n), "–" if norm is None else plus_minus(norm, n, digits=3))
+                          plus_minus(s["last10"], n), "–" if norm is None else plus_minus(norm, n, digits=3),
+                          finder_cell(s))
     for arm, s in summary["arms"].items():
         n = len(s["seeds"])
         table.add_row("[bold]mean[/bold]", arm, str(s["episodes"]), plus_minus(s["average"], n, digits=3),
                       plus_minus(s["final"], n, digits=3), plus_minus(s["last10"], n, digits=3),
-                      plus_minus(s["last10"], n, digits=3))
+                      plus_minus(s["last10"], n, digits=3), "")
     for name, reason in summary.get("failed", {}).items():
-        table.add_row(name, "[red]failed[/red]", "", Text(reason, style="red"), "", "", "")
+        table.add_row(name, "[red]failed[/red]", "", Text(reason, style="red"), "", "", "", "")
     missing = f"; not started: {', '.join(summary['games_missing'])}" if summary.get("games_missing") else ""
     table.caption = ("score mean ± sample std over seeds (n − 1); norm = / max score; mean rows = normalized score "
-                     f"(score / max score) averaged over games{missing}")
+                     f"(score / max score) averaged over games; {FINDER_CAPTION}{missing}")
     return table
 
 

@@ -85,6 +85,7 @@ class StepLog:
     candidate_tokens_evaluated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     cross_task: float | None = None  # share of this step's neighbours from other tasks' episodes (None: none retrieved)
+    valid_actions_timeout: bool = False  # the candidates are the fallback moves: the valid-action finder timed out
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (candidates as a list of dicts)."""
@@ -124,6 +125,7 @@ class EpisodeResult:
     memory_steps: int
     reflection_seconds: float = 0.0
     cross_task_fraction: float | None = None  # mean share of neighbours from other tasks, over steps that had any
+    valid_actions_timeouts: int = 0  # steps whose candidates were the fallback moves (the valid-action finder timed out)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -520,7 +522,7 @@ class Agent:
             value=est.value, neighbours=est.n_neighbours, reward=reward, new_score=float(next_info["score"]),
             tokens_evaluated=scored.tokens_evaluated, prompt_tokens_evaluated=scored.prompt_tokens_evaluated,
             candidate_tokens_evaluated=scored.candidate_tokens_evaluated, timings=decision.timings,
-            cross_task=decision.cross_task,
+            cross_task=decision.cross_task, valid_actions_timeout=bool(info.get("valid_actions_timeout", False)),
         )
 
     def assign_credit(self, ctx: EpisodeContext, logs: list[StepLog], records: list[StepRecord], env_rewards: list[float],
@@ -613,4 +615,5 @@ class Agent:
             reflection_seconds=reflection_seconds,
             cross_task_fraction=(statistics.fmean(shares) if (shares := [log.cross_task for log in logs
                                                                           if log.cross_task is not None]) else None),
+            valid_actions_timeouts=sum(log.valid_actions_timeout for log in logs),
         )

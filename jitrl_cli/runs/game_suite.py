@@ -20,8 +20,10 @@ The aggregate ``OUT/summary.json``::
 
     out, measure ("normalized score"), measure_description, std, params (OUT/run.json), plot
     games:          game → arm → {episodes, seeds, average, final, last10, best, max_score, normalized, auc,
-                    auc_normalized, mean_score, success_rate, last10_normalized}, from OUT/<game>/summary.json
-                    (last10_normalized = last10 / max_score, mean ± std over seeds)
+                    auc_normalized, mean_score, success_rate, steps, valid_actions_timeouts, valid_actions_seconds,
+                    last10_normalized}, from OUT/<game>/summary.json (last10_normalized = last10 / max_score, mean ±
+                    std over seeds; a slow valid-action finder shows in the last three: a game whose finder times
+                    out is reported there, and one whose finder fails in ``failed``)
     games_missing:  games of run.json with no episode logs yet (and not failed)
     failed:         game → one-line reason (from failed.json)
     arms:           arm → {games, seeds, episodes, curve_mean, curve_std, average, final, last10, auc,
@@ -167,7 +169,7 @@ def summarize_games(out: Path, game_summaries: dict[str, dict[str, Any]]) -> dic
     names = list(params["games"])
     failed = _read_failed(out)
     keys = ("episodes", "seeds", "average", "final", "last10", "best", "max_score", "normalized", "auc",
-            "auc_normalized", "mean_score", "success_rate")
+            "auc_normalized", "mean_score", "success_rate", "steps", "valid_actions_timeouts", "valid_actions_seconds")
     table: dict[str, dict[str, Any]] = {}
     for n, gs in game_summaries.items():
         table[n] = {}

@@ -17,6 +17,11 @@ episodes every seed finished):
     mean_score, success_rate      mean ``score`` and fraction of ``victory`` episodes, over the same episodes
     cross_task_fraction           mean share of retrieved neighbours from other tasks' episodes, over the
                                   episodes that retrieved any (None where none did)
+    steps                         the steps played in those episodes
+    valid_actions_timeouts        how many of those steps had the fallback moves as candidates because the game's
+                                  valid-action finder ran past ``--valid-actions-timeout`` (None: not logged; web: 0).
+                                  Such steps depend on the machine's load, so a run with timeouts may not replay.
+    valid_actions_seconds         mean seconds per step the valid-action finder took (None: not logged)
 
 For the ``success`` measure max_score is 1, so normalized = average.
 
@@ -102,7 +107,8 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``curve_mean``, ``curve_std``, ``average``, ``final``, ``last10``, ``best``, ``auc``, ``mean_score``,
-        ``success_rate``, ``seconds_per_step_median`` and ``cross_task_fraction`` (see the module docstring).
+        ``success_rate``, ``seconds_per_step_median``, ``cross_task_fraction``, ``steps``,
+        ``valid_actions_timeouts`` and ``valid_actions_seconds`` (see the module docstring).
     """
     x = np.asarray(x, dtype=float)
     e = x.shape[1]
@@ -110,6 +116,8 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
     last = min(10, e)
     steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
     cross = [r["cross_task_fraction"] for r in counted if r.get("cross_task_fraction") is not None]
+    timeouts = [int(r["valid_actions_timeouts"]) for r in counted if "valid_actions_timeouts" in r]
+    finder = [r["timings_mean"]["valid_actions"] for r in counted if "valid_actions" in r.get("timings_mean", {})]
     return {
         "curve_mean": curve.tolist(), "curve_std": std_over_seeds(x).tolist(),
         "average": mean_std(x.mean(axis=1)),
@@ -121,6 +129,9 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
         "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
         "seconds_per_step_median": statistics.median(steps) if steps else None,
         "cross_task_fraction": statistics.fmean(cross) if cross else None,
+        "steps": int(sum(r.get("steps", 0) for r in counted)),
+        "valid_actions_timeouts": sum(timeouts) if timeouts else None,
+        "valid_actions_seconds": statistics.fmean(finder) if finder else None,
     }
 
 
@@ -175,7 +186,8 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
             "normalized": float(scores.mean() / max_score) if max_score else None,
             "auc": stats["auc"],
             "auc_normalized": stats["auc"] / max_score if max_score else None,
-            **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate", "cross_task_fraction")},
+            **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate", "cross_task_fraction",
+                                     "steps", "valid_actions_timeouts", "valid_actions_seconds")},
         }
     return summary
 
