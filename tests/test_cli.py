@@ -24,7 +24,7 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match",
                                                   "avoid_cycles", "fill_neighbours", "unseen_q", "prior",
                                                   "state_hash")} == {
-        "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "max", "exact_match": True,
+        "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "expectimax", "exact_match": True,
         "avoid_cycles": True, "fill_neighbours": False, "unseen_q": "value", "prior": "sequence",
         "state_hash": "jericho"}
     for e in episodes:

@@ -103,12 +103,12 @@ def test_inspect_a_stored_step_finds_itself(played):
         same = [i for i, h in world.items() if h == world[top["id"]]]
         assert sorted(n["id"] for n in out["neighbours"]) == sorted(same)[-50:]
     # --backoff-states: N(s) stays this world state's steps; the actions of similar states join the candidates,
-    # and those this state never took are valued by their returns there (Q̂ = max, the default), with no bonus
+    # and those this state never took are valued by their returns there (Q̂ = max), with no bonus
     # (the paper's, shown with λ = 1, goes to every candidate no step took)
     with MemoryStore(mem, HashedNgramEmbedder(), writable=False) as store:
         taken = store.read("SELECT world_hash, lower(action), ret FROM steps")
     out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--step", ref, "--json", "--min-similarity", "-1",
-                         "--backoff-states", "--exploration", "paper").stdout)
+                         "--backoff-states", "--exploration", "paper", "--q-estimate", "max").stdout)
     assert out["params"]["backoff_states"] and {world[n["id"]] for n in out["neighbours"]} == {world[top["id"]]}
     own = {n["action"].lower() for n in out["neighbours"]}
     backed = [a for a in out["actions"] if a["backed_off"]]

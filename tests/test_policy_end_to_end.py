@@ -123,10 +123,11 @@ def test_puct_bonus_is_weighted_by_the_logged_prior(tmp_path):
 
 def test_backoff_states_value_an_action_untried_here_by_its_returns_in_other_world_states(tmp_path):
     """`--backoff-states` on the real engine and model: a candidate logged as ``backed_off`` was never taken from this
-    world state by an earlier episode (memory.sqlite), its Q̂ is the best return (``--q-estimate max``, the default) of
+    world state by an earlier episode (memory.sqlite), its Q̂ is the best return (``--q-estimate max``, given here) of
     a stored step that took it from another world state, and it gets the UCB bonus of a seen action:
     raw = Q̂ − V̂ + α·sqrt(ln(|N| + m + 1)/(n(a) + m(a) + 1)), n(a) counted among those similar steps."""
-    mem, rows = _play(tmp_path, "zork1", "--episodes", "4", "--max-steps", "8", "--backoff-states", "--seed", "1")
+    mem, rows = _play(tmp_path, "zork1", "--episodes", "4", "--max-steps", "8", "--backoff-states", "--q-estimate", "max",
+                      "--seed", "1")
     norm = lambda a: " ".join(a.lower().split())  # noqa: E731
     with sqlite3.connect(mem / "memory.sqlite") as db:
         stored = db.execute("SELECT e.uuid, e.id, s.step, s.world_hash, s.action, s.ret FROM steps s "
