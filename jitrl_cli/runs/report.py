@@ -114,7 +114,7 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
     e = x.shape[1]
     curve = x.mean(axis=0)
     last = min(10, e)
-    steps = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
+    step_seconds = [r["seconds_per_step_median"] for r in counted if r.get("seconds_per_step_median") is not None]
     cross = [r["cross_task_fraction"] for r in counted if r.get("cross_task_fraction") is not None]
     timeouts = [int(r["valid_actions_timeouts"]) for r in counted if "valid_actions_timeouts" in r]
     finder = [r["timings_mean"]["valid_actions"] for r in counted if "valid_actions" in r.get("timings_mean", {})]
@@ -127,7 +127,7 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
         "auc": float(np.trapezoid(curve) / (e - 1)) if e > 1 else float(curve[0]),
         "mean_score": float(np.mean([r["score"] for r in counted])),
         "success_rate": float(np.mean([bool(r.get("success", r.get("victory"))) for r in counted])),
-        "seconds_per_step_median": statistics.median(steps) if steps else None,
+        "seconds_per_step_median": statistics.median(step_seconds) if step_seconds else None,
         "cross_task_fraction": statistics.fmean(cross) if cross else None,
         "steps": int(sum(r.get("steps", 0) for r in counted)),
         "valid_actions_timeouts": sum(timeouts) if timeouts else None,
