@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 22's levers on the 12-game development suite, one `jitrl eval --games` run each, one after another.
+#
+#   bench/suite_levers.sh                      # every lever below, in this order
+#   bench/suite_levers.sh replay-best novelty  # only these
+#
+# Each run is the defaults plus the lever's flags: 30 episodes × 60 steps × 2 seeds of the jitrl arm,
+# two episodes in flight (--workers 2, one llama.cpp thread each: JITRL_THREADS=1), into
+# bench/results/suite12-<lever>/. A run resumes where it stopped, so the script can be stopped and started
+# again. Compare with bench/games_table.py (bench/RESULTS.md, "Every lever on the 12 games").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export JITRL_THREADS="${JITRL_THREADS:-1}"
+GAMES=zork1,zork2,detective,spellbrkr,enchanter,advent,inhumane,sorcerer,omniquest,jewel,snacktime,reverb
+declare -A FLAGS=(
+  [replay-best]="--replay-best"
+  [puct-no-avoid-cycles]="--exploration puct --no-avoid-cycles"
+  [prompt-inventory]="--prompt-inventory"
+  [novelty]="--novelty 1"
+  [backoff-states]="--backoff-states"
+  [paper-bonus]="--exploration paper --alpha 5 --bonus-prob 0.65"
+  [returns-backup]="--returns backup"
+  [step-rewards]="--step-rewards both"
+)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards)
+[ $# -gt 0 ] && ORDER=("$@")
+for lever in "${ORDER[@]}"; do
+  [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
+done
+for lever in "${ORDER[@]}"; do
+  # shellcheck disable=SC2086  # the flags are words
+  python -m jitrl_cli eval --games "$GAMES" --episodes 30 --max-steps 60 --arms jitrl --seeds 2 --workers 2 \
+      ${FLAGS[$lever]} --out "bench/results/suite12-$lever"
+done
