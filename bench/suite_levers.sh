@@ -6,8 +6,9 @@
 #
 # Each run is the defaults plus the lever's flags: 30 episodes × 60 steps × 2 seeds of the jitrl arm,
 # two episodes in flight (--workers 2, one llama.cpp thread each: JITRL_THREADS=1), into
-# bench/results/suite12-<lever>/. A run resumes where it stopped, so the script can be stopped and started
-# again. Compare with bench/games_table.py (bench/RESULTS.md, "Every lever on the 12 games").
+# bench/results/suite12-levers/<lever>/. A run resumes where it stopped, so the script can be stopped and
+# started again; a lever whose run fails is named at the end and the others still run (exit status 1).
+# Compare with bench/games_table.py (bench/RESULTS.md, "Every lever on the 12 games").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JITRL_THREADS="${JITRL_THREADS:-1}"
@@ -27,8 +28,10 @@ ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states 
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
 done
+failed=()
 for lever in "${ORDER[@]}"; do
   # shellcheck disable=SC2086  # the flags are words
   python -m jitrl_cli eval --games "$GAMES" --episodes 30 --max-steps 60 --arms jitrl --seeds 2 --workers 2 \
-      ${FLAGS[$lever]} --out "bench/results/suite12-$lever"
+      ${FLAGS[$lever]} --out "bench/results/suite12-levers/$lever" || failed+=("$lever")
 done
+[ ${#failed[@]} -eq 0 ] || { echo "error: these levers' runs failed: ${failed[*]}" >&2; exit 1; }
