@@ -60,10 +60,19 @@ def test_episodes_replay_the_best_stored_route_to_a_drawn_point_then_explore(zor
                          "--log-dir", str(logs / flag), "--seed", "3", "--beta", "0", flag)
         assert result.returncode == 0, result.stderr
         rows = [json.loads(line) for path in sorted((logs / flag).glob("*.jsonl")) for line in path.read_text().splitlines()]
+        episodes = {r["episode"]: r for r in map(json.loads, result.stdout.splitlines())}
         for episode in range(1, 5):
-            actions = [r["action"] for r in rows if r["episode"] == episode]
+            steps = [r for r in rows if r["episode"] == episode]
+            actions = [r["action"] for r in steps]
             shared = min(len(actions), len(ROUTE))
             drawn[flag, episode] = next((i for i in range(shared) if actions[i] != ROUTE[i]), shared)
+            # the step log marks the replayed steps: a prefix of the route, then the policy's own draws
+            marks = [r["replayed"] for r in steps]
+            n = sum(marks)
+            assert marks == [True] * n + [False] * (len(marks) - n)
+            assert actions[:n] == ROUTE[:n] and n <= drawn[flag, episode]
+            assert episodes[episode]["replayed_steps"] == n
+            assert (n >= 1) == (flag == "--replay-best")
     replayed = [drawn["--replay-best", e] for e in range(1, 5)]
     assert all(1 <= n <= 5 for n in replayed)  # every episode starts on the route
     assert max(replayed) >= 4  # some replay reaches the frontier (the kitchen, step 4)

@@ -86,6 +86,7 @@ class StepLog:
     timings: dict[str, float] = field(default_factory=dict)
     cross_task: float | None = None  # share of this step's neighbours from other tasks' episodes (None: none retrieved)
     valid_actions_timeout: bool = False  # the candidates are the fallback moves: the valid-action finder timed out
+    replayed: bool = False  # the action was the best episode's, replayed (``replay_best``), not the posterior's draw
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict (candidates as a list of dicts)."""
@@ -126,6 +127,7 @@ class EpisodeResult:
     reflection_seconds: float = 0.0
     cross_task_fraction: float | None = None  # mean share of neighbours from other tasks, over steps that had any
     valid_actions_timeouts: int = 0  # steps whose candidates were the fallback moves (the valid-action finder timed out)
+    replayed_steps: int = 0  # the episode's first steps that replayed the best episode's path (``replay_best``)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -269,6 +271,7 @@ class Decision:
     timings: dict[str, float]
     action_keys: list[str] | None = None  # per candidate, its key in memory (None: the candidates themselves)
     cross_task: float | None = None  # share of the neighbours retrieved from other tasks' episodes
+    replayed: bool = False  # ``chosen`` is the best episode's action, replayed (``replay_best``), not the posterior's draw
 
     @property
     def action(self) -> str:
@@ -499,17 +502,18 @@ class Agent:
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)
+        replayed = False
         if ctx.replay:  # phased exploration: follow the best episode while the world is the one it saw
             action, world = ctx.replay.pop(0)
             if action in candidates and (world is None or world == info["state_hash"]):
-                chosen = candidates.index(action)
+                chosen, replayed = candidates.index(action), True
             else:
                 ctx.replay.clear()
         post_p = np.exp(log_softmax(z_post))
         timings["update"] = time.perf_counter() - t0
         ctx.cycles.leave(candidates[chosen])
         return Decision(candidates, key, vector, est, scored, prior_p, post_p, chosen, cand_tokens, timings,
-                        match if match is not candidates else None, cross_task)
+                        match if match is not candidates else None, cross_task, replayed)
 
     @staticmethod
     def step_log(episode: int, t: int, obs: str, info: dict[str, Any], decision: Decision, reward: float,
@@ -523,6 +527,7 @@ class Agent:
             tokens_evaluated=scored.tokens_evaluated, prompt_tokens_evaluated=scored.prompt_tokens_evaluated,
             candidate_tokens_evaluated=scored.candidate_tokens_evaluated, timings=decision.timings,
             cross_task=decision.cross_task, valid_actions_timeout=bool(info.get("valid_actions_timeout", False)),
+            replayed=decision.replayed,
         )
 
     def assign_credit(self, ctx: EpisodeContext, logs: list[StepLog], records: list[StepRecord], env_rewards: list[float],
@@ -616,4 +621,5 @@ class Agent:
             cross_task_fraction=(statistics.fmean(shares) if (shares := [log.cross_task for log in logs
                                                                           if log.cross_task is not None]) else None),
             valid_actions_timeouts=sum(log.valid_actions_timeout for log in logs),
+            replayed_steps=sum(log.replayed for log in logs),
         )
