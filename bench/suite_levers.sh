@@ -4,7 +4,8 @@
 #   bench/suite_levers.sh                      # every lever below, in this order
 #   bench/suite_levers.sh replay-best novelty  # only these
 #
-# Each run is the defaults plus the lever's flags: 30 episodes × 60 steps × 2 seeds of the jitrl arm,
+# Each run is the defaults plus the lever's flags (the two levers measured before back-off states became the
+# default, 2026-12-05, keep the defaults of then: --no-backoff-states): 30 episodes × 60 steps × 2 seeds of the jitrl arm,
 # two episodes in flight (--workers 2, one llama.cpp thread each: JITRL_THREADS=1), into
 # bench/results/suite12-levers/<lever>/. A run resumes where it stopped, so the script can be stopped and
 # started again; a lever whose run fails is named at the end and the others still run (exit status 1).
@@ -14,9 +15,9 @@ cd "$(dirname "$0")/.."
 export JITRL_THREADS="${JITRL_THREADS:-1}"
 GAMES=zork1,zork2,detective,spellbrkr,enchanter,advent,inhumane,sorcerer,omniquest,jewel,snacktime,reverb
 declare -A FLAGS=(
-  [replay-best]="--replay-best"
+  [replay-best]="--replay-best --no-backoff-states"
   [puct-no-avoid-cycles]="--exploration puct --no-avoid-cycles"
-  [prompt-inventory]="--prompt-inventory"
+  [prompt-inventory]="--prompt-inventory --no-backoff-states"
   [novelty]="--novelty 1"
   [backoff-states]="--backoff-states"
   [paper-bonus]="--exploration paper --alpha 5 --bonus-prob 0.65"

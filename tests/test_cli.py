@@ -23,10 +23,10 @@ def test_play_two_episodes_json_and_memory(tmp_path):
     # the game commands' measured defaults (bench/RESULTS.md, "Choosing the defaults")
     assert {k: episodes[0]["params"][k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match",
                                                   "avoid_cycles", "fill_neighbours", "unseen_q", "prior",
-                                                  "state_hash")} == {
+                                                  "state_hash", "backoff_states")} == {
         "beta": 30.0, "gamma": 0.95, "k": 50, "exploration": "ucb", "q_estimate": "expectimax", "exact_match": True,
         "avoid_cycles": True, "fill_neighbours": False, "unseen_q": "value", "prior": "sequence",
-        "state_hash": "jericho"}
+        "state_hash": "jericho", "backoff_states": True}
     for e in episodes:
         assert e["steps"] == 15 and e["game"] == "zork1" and e["max_score"] == 350
         assert e["tokens_evaluated"] > 0 and e["seconds_per_step_median"] > 0

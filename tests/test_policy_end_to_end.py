@@ -41,7 +41,8 @@ def run(tmp_path_factory):
     (state, action) differ from episode to episode and Q̂ = max differs from the mean."""
     tmp = tmp_path_factory.mktemp("policy")
     mem, rows = _play(tmp, "zork1", "--episodes", str(EPISODES), "--max-steps", "5", "--beta", str(BETA),
-                      "--temperature", str(TEMPERATURE), "--q-estimate", "max", "--novelty", "1", "--seed", "3")
+                      "--temperature", str(TEMPERATURE), "--q-estimate", "max", "--novelty", "1", "--seed", "3",
+                      "--no-backoff-states")
     assert len(rows) >= EPISODES * 3
     return mem, rows
 
@@ -98,7 +99,7 @@ def test_puct_bonus_is_weighted_by_the_logged_prior(tmp_path):
     and m(a) the times the action was already taken from this world state earlier in the episode (from memory.sqlite)."""
     alpha = 2.0
     mem, rows = _play(tmp_path, "zork1", "--episodes", "3", "--max-steps", "6", "--exploration", "puct",
-                      "--alpha", str(alpha), "--seed", "1")
+                      "--alpha", str(alpha), "--seed", "1", "--no-backoff-states")
     with sqlite3.connect(mem / "memory.sqlite") as db:
         world = {(u, s): h for u, s, h in db.execute(
             "SELECT e.uuid, s.step, s.world_hash FROM steps s JOIN episodes e ON e.id = s.episode_id")}
@@ -159,7 +160,8 @@ def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happ
     the episode's next stored world hash, or the end of an episode that stopped before its step limit; a step cut at
     the step limit counts only where no step has a known successor). zork2's seed 1 is chosen so that this differs
     from the max: the same action from the same world state led to different states (zork2 is not deterministic)."""
-    mem, rows = _play(tmp_path, "zork2", "--episodes", "6", "--max-steps", "12", "--q-estimate", "expectimax", "--seed", "1")
+    mem, rows = _play(tmp_path, "zork2", "--episodes", "6", "--max-steps", "12", "--q-estimate", "expectimax", "--seed", "1",
+                      "--no-backoff-states")
     norm = lambda a: " ".join(a.lower().split())  # noqa: E731
     with sqlite3.connect(mem / "memory.sqlite") as db:
         stored = db.execute("SELECT e.uuid, e.id, e.steps, json_extract(e.params, '$.max_steps'), s.step, s.world_hash,"

@@ -1,11 +1,12 @@
 """Command-line options shared by `play`, `eval` and `web` (one definition, one help text, one default).
 
 The learning defaults of the game commands (`play`, `eval`, `memory inspect`) are the configuration
-measured best on zork1 and detective (bench/RESULTS.md, "Choosing the defaults" and "Exact neighbours
-only, and cycle avoidance"): exact world-state match with ANN neighbours only for states never
-visited, cycle avoidance, Q̂ = the best return, deterministic UCB exploration, γ 0.95, β 30, k 50,
-and the sequence prior (``--prior constrained`` is the faster step; it learned worse on zork1:
-bench/RESULTS.md, "The constrained prior").
+measured best, first on zork1 and detective (bench/RESULTS.md, "Choosing the defaults" and "Exact neighbours
+only, and cycle avoidance"), then on the 12-game suite: exact world-state match with ANN neighbours only for
+states never visited, cycle avoidance, Q̂ = expectimax ("`--q-estimate expectimax` becomes the default"),
+back-off states (a candidate this world state never took is valued by similar states; "Back-off states become
+the default"), deterministic UCB exploration, γ 0.95, β 30, k 50, and the sequence prior (``--prior
+constrained`` is the faster step; it learned worse on zork1: bench/RESULTS.md, "The constrained prior").
 The paper's settings (`--paper`) are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
 --gamma 0.5 --beta 3 --k 10 --alpha 5 --bonus-prob 0.65` (α and λ of the paper's exploration bonus).
 `jitrl web` and `eval --suite` have their own defaults (``WEB_DEFAULTS``): the paper's γ, k, exploration and Q̂,
@@ -69,7 +70,7 @@ NOVELTY = typer.Option(0.0, "--novelty", help="Count-based exploration reward fo
 REPLAY_BEST = typer.Option(False, "--replay-best/--no-replay-best", help="Phased exploration (Go-Explore, XTX): each episode first replays the best stored episode's path (loops erased) to a state drawn along it, up to where it reached its best score, while the world states match, then explores with the policy.")
 ABSTRACT_ACTIONS = typer.Option(True, "--abstract-actions/--exact-actions", help="Web: memory knows an action by what it does (the element's role and name, goal values masked: click button \"#goal\"), so lessons carry over between instances and tasks; --exact-actions: by its exact string.")
 BACKOFF_ACTIONS = typer.Option(WEB_DEFAULTS["backoff_actions"], "--backoff-actions/--no-backoff-actions", help="Web, with --abstract-actions: a candidate whose key memory has not seen near this page is valued by the actions on the same kind of element (click checkbox \"Hh8\" by click checkbox), so an instance's random names do not make every candidate new.")
-BACKOFF_STATES = typer.Option(False, "--backoff-states/--no-backoff-states", help="With --exact-match: a candidate never taken in this very world state is valued by what it did in similar states (the ANN neighbours) and gets no exploration bonus, so an action that killed in every similar state is not tried again in each new one.")
+BACKOFF_STATES = typer.Option(True, "--backoff-states/--no-backoff-states", help="With --exact-match: a candidate never taken in this very world state is valued by what it did in similar states (the ANN neighbours) and gets no exploration bonus, so an action that killed in every similar state is not tried again in each new one.")
 PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
 HISTORY = typer.Option(None, "--history", help="Earlier actions the model's transcript shows before the current observation (0: none, only the page or room it is in; default: all that fit the context). A small model tends to copy its last action; a short window stops that.")
 WEB_HISTORY = typer.Option(WEB_DEFAULTS["history"], "--history", help="Earlier actions the model's prompt shows before the current page (default 0: none; a large N shows all that fit the context). A small model tends to copy its last action.")
