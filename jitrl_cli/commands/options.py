@@ -4,8 +4,8 @@ The learning defaults of the game commands (`play`, `eval`, `memory inspect`) ar
 measured best, first on zork1 and detective (bench/RESULTS.md, "Choosing the defaults" and "Exact neighbours
 only, and cycle avoidance"), then on the 12-game suite: exact world-state match with ANN neighbours only for
 states never visited, cycle avoidance, Q̂ = expectimax ("`--q-estimate expectimax` becomes the default"),
-back-off states (a candidate this world state never took is valued by similar states; "Back-off states become
-the default"), deterministic UCB exploration, γ 0.95, β 30, k 50, and the sequence prior (``--prior
+back-off states (a candidate this world state never took is valued by similar states; "`--backoff-states` on
+the 12 games: the new default"), deterministic UCB exploration, γ 0.95, β 30, k 50, and the sequence prior (``--prior
 constrained`` is the faster step; it learned worse on zork1: bench/RESULTS.md, "The constrained prior").
 The paper's settings (`--paper`) are `--no-exact-match --no-avoid-cycles --q-estimate mean --exploration paper
 --gamma 0.5 --beta 3 --k 10 --alpha 5 --bonus-prob 0.65` (α and λ of the paper's exploration bonus).
