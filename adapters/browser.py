@@ -139,6 +139,16 @@ class OriginGuard:
             self.record(url)
             route.abort("blockedbyclient")
 
+    def failed(self, request: Any) -> None:
+        """Playwright ``requestfailed`` handler: record a redirect to a refused origin that failed before
+        :meth:`handle` or the proxy saw it (Chromium 150 fails a form POST's 307 redirect so, with
+        ``net::ERR_INVALID_ARGUMENT``), unless that URL is already recorded."""
+        url = request.url
+        if request.redirected_from is not None and not self.allows(url):
+            with self._lock:
+                if url not in self.blocked:
+                    self.blocked.append(url)
+
 
 class Browser:
     """A running headless Chromium (one Playwright instance, one browser process).
@@ -225,6 +235,7 @@ class Browser:
             raise
         context.on("close", lambda _: self._close_proxy(proxy))
         context.route("**/*", guard.handle)
+        context.on("requestfailed", guard.failed)
         if hasattr(context, "route_web_socket"):
             def ws_handler(ws: Any) -> None:
                 if guard.allows(ws.url.replace("ws", "http", 1)):
