@@ -101,8 +101,9 @@ class OriginGuard:
         origins: allowed ``scheme://host[:port]`` origins (http/https).
         file_dirs: allowed local directories (``file://`` URLs under them).
         blocked: the refused requests, in order (their count is ``len(blocked)``): URLs aborted by
-            the route or refused by the context's proxy, ``"CONNECT host:port"`` for refused tunnels.
-            Appended to from the proxy's threads too, always through :meth:`record`.
+            the route or refused by the context's proxy, ``"CONNECT host:port"`` for refused tunnels,
+            and redirects to a refused origin that the browser failed before either saw them.
+            Appended to from the proxy's threads too, always under the lock (:meth:`record`, :meth:`failed`).
     """
 
     origins: set[str] = field(default_factory=set)
