@@ -108,6 +108,38 @@ def test_a_finder_that_times_out_is_reported_not_fatal(tmp_path):
     assert "3 of 3 timed out" in single, single
 
 
+TIMING = {"uuid", "seconds", "seconds_per_step_median", "seconds_per_step_mean", "timings_mean", "memory_write_seconds",
+          "reflection_seconds"}
+
+
+def _untimed(game_dir):
+    return {name: [{k: v for k, v in r.items() if k not in TIMING} for r in rows] for name, rows in _logs(game_dir).items()}
+
+
+@pytest.mark.slow
+def test_games_eval_with_two_workers_overlaps_games_and_logs_what_one_process_logs(tmp_path):
+    """`--games --workers 2` with one run per game: both games' runs are played at once (the old per-game pools
+    played detective only after zork1's last episode), a failing game is still reported, and the logs, once
+    resumed, are the sequential eval's."""
+    out, one = tmp_path / "pool", tmp_path / "one"
+    bad = tmp_path / "bad.z5"
+    bad.write_bytes(b"not a story file" * 64)
+    args = ["--games", f"zork1,{bad},detective", "--episodes", "4", "--max-steps", "5", "--arms", "jitrl", "--seeds", "1",
+            "--json"]
+    kill_when_logged(["eval", *args, "--workers", "2", "--out", str(out)], out / "detective" / "episodes" / "jitrl-seed0.jsonl")
+    assert len(_logs(out / "zork1").get("jitrl-seed0", [])) < 4  # detective began before zork1 ended
+    done = run_cli("eval", *args, "--workers", "2", "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert list(summary["games"]) == GAMES and list(summary["failed"]) == ["bad"]
+    assert "not a Z-machine story file" in summary["failed"]["bad"]
+    sequential = run_cli("eval", *args, "--out", str(one), timeout=300)
+    assert sequential.returncode == 0, sequential.stderr
+    for game in GAMES:
+        assert [r["episode"] for r in _logs(out / game)["jitrl-seed0"]] == [1, 2, 3, 4]
+        assert _untimed(out / game) == _untimed(one / game)
+
+
 def _write_log(path, arm, seed, scores, max_score):
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"arm": arm, "seed": seed, "episode": e + 1, "score": s, "max_score": max_score, "uuid": f"{arm}{seed}{e}",

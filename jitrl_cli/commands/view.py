@@ -295,9 +295,10 @@ class EvalProgressView:
         self.progress.advance(self.bar, count)
 
     def episode(self, task: str | None, run: Run, number: int, result: EpisodeResult) -> None:
-        if task is None:  # a game: its score
-            description = f"{self.label} · {run.name} ep {number}: score {result.score:g}"
-            line = f"{run.name} episode {number}: score {result.score:g} in {result.steps} steps"
+        if task is None:  # a game: its score (and its name where the bar is several games')
+            game = "" if result.game in self.label.split() else f"{result.game} "
+            description = f"{self.label} · {game}{run.name} ep {number}: score {result.score:g}"
+            line = f"{game}{run.name} episode {number}: score {result.score:g} in {result.steps} steps"
         else:  # a suite's task: success or failure
             verdict = "success" if result.victory else "failure"
             description = f"{self.label} · {task} · {run.name} ep {number}: {verdict}"

@@ -11,10 +11,12 @@ Layout of a games directory ``OUT``::
 
 How it runs (:func:`eval_games`): games one after another, each with
 :func:`jitrl_cli.runs.game_eval.eval_game` (its own model load, game and fresh memories per arm and seed,
-resumable); a game whose episodes are all logged is not opened again. A game that fails (a story file Jericho
-does not support, a valid-action finder that does not start or dies, ...) is recorded in ``failed.json``
-with its one-line reason and the next game runs; a later run retries it. ``--games all`` = every story file
-of the games directories (:func:`jitrl_cli.paths.list_games`).
+resumable); a game whose episodes are all logged is not opened again. With ``--workers N`` every game's runs
+(arm × seed) are jobs of one pool of N processes, started game by game: a worker whose run ends takes the next
+job, of the same game or the next, so no core waits for a game's slowest run (:func:`_eval_games_in_one_pool`).
+A game that fails (a story file Jericho does not support, a valid-action finder that does not start or dies,
+...) is recorded in ``failed.json`` with its one-line reason and the other games run; a later run retries it.
+``--games all`` = every story file of the games directories (:func:`jitrl_cli.paths.list_games`).
 
 The aggregate ``OUT/summary.json``::
 
@@ -47,9 +49,10 @@ from jitrl_cli.errors import UserError, require
 from jitrl_cli.llm.backend import Backend
 from jitrl_cli.paths import list_games, require_game
 from jitrl_cli.runs.evaluation import (
-    EvalProgress, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_lists,
+    EvalProgress, Run, check_run_file, episodes_path, has_logs, make_runs, read_episodes, run_lists,
 )
 from jitrl_cli.runs.game_eval import eval_game
+from jitrl_cli.runs.parallel import GameJob, run_game_jobs_apart
 from jitrl_cli.runs.report import STD_DESCRIPTION, aggregate_arm, load_runs, plot_curves, save_report, write_report
 
 MEASURE = "normalized score"
@@ -128,10 +131,17 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
         check_run_file(out / rom.stem, game_params(suite, rom.stem), force)
     runs = make_runs(arms, config.seed, seeds)
     failed = _read_failed(out)
+    todo = []
     for rom in roms:
         if all(len(read_episodes(episodes_path(out / rom.stem, r))) >= episodes for r in runs):
             failed.pop(rom.stem, None)
-            continue
+        else:
+            todo.append(rom)
+    if workers > 1 and not ray:
+        _eval_games_in_one_pool(todo, runs, out, episodes, config, backend, valid_actions_timeout, state_hash,
+                                workers, progress, failed)
+        todo = []
+    for rom in todo:
         try:
             check_story_file(rom)  # an unsupported story file fails before the model is loaded
             eval_game(rom=rom, out=out / rom.stem, runs=runs, episodes=episodes, config=config, backend=backend,
@@ -146,6 +156,38 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
         _write_failed(out, failed)
     _write_failed(out, failed)
     return write_games_report(out)
+
+
+def _eval_games_in_one_pool(roms: list[Path], runs: list[Run], out: Path, episodes: int, config: AgentConfig,
+                            backend: Backend, valid_actions_timeout: float, state_hash: str, workers: int,
+                            progress: EvalProgress | None, failed: dict[str, str]) -> None:
+    """Play the runs of ``roms`` as jobs of one pool of ``workers`` processes
+    (:func:`jitrl_cli.runs.parallel.run_game_jobs_apart`): the games' jobs start in order, and a worker whose
+    run ends takes the next job at once, so no core waits for the slowest run of a game. ``failed`` (game → one
+    line) gets each game whose story file or whose first failing job failed, and loses each game that finished."""
+    jobs: list[tuple[GameJob, Path]] = []
+    for rom in roms:
+        try:
+            check_story_file(rom)  # an unsupported story file fails before any worker loads the model
+        except Exception as exc:  # noqa: BLE001 — one game's failure is reported, not fatal
+            failed[rom.stem] = one_line(exc)
+            continue
+        jobs += [(GameJob(rom, run, episodes, config, backend, valid_actions_timeout, state_hash), out / rom.stem)
+                 for run in runs if len(read_episodes(episodes_path(out / rom.stem, run))) < episodes]
+    if not jobs:
+        return
+    if progress is not None:
+        games = len({job.rom for job, _ in jobs})
+        progress.start(f"eval {games} game{'s' * (games > 1)}", len(jobs) * episodes)
+    errors = run_game_jobs_apart(jobs, workers, progress)
+    if progress is not None:
+        progress.finish()
+    for game in dict.fromkeys(job.rom.stem for job, _ in jobs):
+        error = next((e for (job, _), e in zip(jobs, errors) if job.rom.stem == game and e is not None), None)
+        if error is None:
+            failed.pop(game, None)
+        else:
+            failed[game] = one_line(error)
 
 
 def is_games_dir(out: Path) -> bool:

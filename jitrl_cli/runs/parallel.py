@@ -206,6 +206,38 @@ def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalPr
     run_jobs(play_game_job, jobs, out, workers, progress)
 
 
+def run_game_jobs_apart(jobs: list[tuple[GameJob, Path]], workers: int,
+                        progress: EvalProgress | None = None) -> list[BaseException | None]:
+    """Play jobs of several games' evals, each ``(job, its game's eval directory)``, in one pool of ``workers``
+    spawned processes: a worker that ends its job takes the next one at once, whatever its game, so no core waits
+    for a game's slowest run (``jitrl eval --games --workers N``). The jobs start in the order given.
+
+    Unlike :func:`run_jobs`, a job's failure does not stop the others.
+
+    Returns:
+        per job, in order: the exception it raised (a worker that died gives ``BrokenProcessPool`` to the jobs
+        not finished then), or None when it logged all its episodes.
+
+    Raises:
+        KeyboardInterrupt (or any error of this process): the jobs not started are cancelled, the running ones end
+        with the pool's workers.
+    """
+    with _worker_pool(max(1, min(workers, len(jobs)))) as (events, pool):
+        futures = [pool.submit(play_game_job, job, out, _QueueProgress(events)) for job, out in jobs]
+        pending = set(futures)
+        try:
+            while pending:
+                _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _forward(events, progress)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            _forward(events, progress)
+    return [future.exception() for future in futures]
+
+
 # -- Ray -------------------------------------------------------------------------------------------------------
 def _tar(directory: Path) -> bytes:
     buffer = io.BytesIO()
