@@ -131,16 +131,17 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
         check_run_file(out / rom.stem, game_params(suite, rom.stem), force)
     runs = make_runs(arms, config.seed, seeds)
     failed = _read_failed(out)
-    todo = []
+    todo: dict[Path, list[Run]] = {}  # game → its runs with episodes missing
     for rom in roms:
-        if all(len(read_episodes(episodes_path(out / rom.stem, r))) >= episodes for r in runs):
-            failed.pop(rom.stem, None)
+        unfinished = [r for r in runs if len(read_episodes(episodes_path(out / rom.stem, r))) < episodes]
+        if unfinished:
+            todo[rom] = unfinished
         else:
-            todo.append(rom)
+            failed.pop(rom.stem, None)
     if workers > 1 and not ray:
-        _eval_games_in_one_pool(todo, runs, out, episodes, config, backend, valid_actions_timeout, state_hash,
+        _eval_games_in_one_pool(todo, out, episodes, config, backend, valid_actions_timeout, state_hash,
                                 workers, progress, failed)
-        todo = []
+        todo = {}
     for rom in todo:
         try:
             check_story_file(rom)  # an unsupported story file fails before the model is loaded
@@ -158,22 +159,22 @@ def eval_games(*, games: str, rom_dir: Path | None, params: dict[str, Any], conf
     return write_games_report(out)
 
 
-def _eval_games_in_one_pool(roms: list[Path], runs: list[Run], out: Path, episodes: int, config: AgentConfig,
+def _eval_games_in_one_pool(todo: dict[Path, list[Run]], out: Path, episodes: int, config: AgentConfig,
                             backend: Backend, valid_actions_timeout: float, state_hash: str, workers: int,
                             progress: EvalProgress | None, failed: dict[str, str]) -> None:
-    """Play the runs of ``roms`` as jobs of one pool of ``workers`` processes
-    (:func:`jitrl_cli.runs.parallel.run_game_jobs_apart`): the games' jobs start in order, and a worker whose
-    run ends takes the next job at once, so no core waits for the slowest run of a game. ``failed`` (game → one
-    line) gets each game whose story file or whose first failing job failed, and loses each game that finished."""
+    """Play ``todo`` (game's story file → its runs with episodes missing) as jobs of one pool of ``workers``
+    processes (:func:`jitrl_cli.runs.parallel.run_game_jobs_apart`): the games' jobs start in order, and a worker
+    whose run ends takes the next job at once, so no core waits for the slowest run of a game. ``failed`` (game →
+    one line) gets each game whose story file or whose first failing job failed, and loses each game that finished."""
     jobs: list[tuple[GameJob, Path]] = []
-    for rom in roms:
+    for rom, unfinished in todo.items():
         try:
             check_story_file(rom)  # an unsupported story file fails before any worker loads the model
         except Exception as exc:  # noqa: BLE001 — one game's failure is reported, not fatal
             failed[rom.stem] = one_line(exc)
             continue
         jobs += [(GameJob(rom, run, episodes, config, backend, valid_actions_timeout, state_hash), out / rom.stem)
-                 for run in runs if len(read_episodes(episodes_path(out / rom.stem, run))) < episodes]
+                 for run in unfinished]
     if not jobs:
         return
     if progress is not None:

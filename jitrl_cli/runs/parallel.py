@@ -167,14 +167,19 @@ def _forward(events: Any, progress: EvalProgress | None) -> None:
             progress.episode(*event[1:])
 
 
-def _wait_all(futures: list[Future], poll: Callable[[], None]) -> None:
-    """Wait for every future, calling ``poll`` often; the first failure cancels what has not started and is raised."""
+def _wait_all(futures: list[Future], poll: Callable[[], None], stop_on_error: bool = True) -> None:
+    """Wait for every future, calling ``poll`` often.
+
+    ``stop_on_error``: a future's failure cancels the futures not started and is raised; else the failures stay in
+    their futures (``future.exception()``) and the others go on. An error of this process (KeyboardInterrupt)
+    cancels the futures not started and is raised either way.
+    """
     pending = set(futures)
     try:
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             poll()
-            for future in done:
+            for future in done if stop_on_error else ():
                 future.result()
     except BaseException:
         for future in pending:
@@ -224,17 +229,7 @@ def run_game_jobs_apart(jobs: list[tuple[GameJob, Path]], workers: int,
     """
     with _worker_pool(max(1, min(workers, len(jobs)))) as (events, pool):
         futures = [pool.submit(play_game_job, job, out, _QueueProgress(events)) for job, out in jobs]
-        pending = set(futures)
-        try:
-            while pending:
-                _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _forward(events, progress)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-        finally:
-            _forward(events, progress)
+        _wait_all(futures, lambda: _forward(events, progress), stop_on_error=False)
     return [future.exception() for future in futures]
 
 
