@@ -2,12 +2,17 @@
 killed and resumed; the aggregate's arithmetic; a failing game is reported, not fatal; one-line errors."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import kill_when_logged, run_cli
+from tests.conftest import ROOT, kill_when_logged, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GAMES = ["zork1", "detective"]
@@ -138,6 +143,52 @@ def test_games_eval_with_two_workers_overlaps_games_and_logs_what_one_process_lo
     for game in GAMES:
         assert [r["episode"] for r in _logs(out / game)["jitrl-seed0"]] == [1, 2, 3, 4]
         assert _untimed(out / game) == _untimed(one / game)
+
+
+def _children(pid):
+    """The pids of ``pid``'s child processes (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_only_the_runs_it_was_playing_with(tmp_path):
+    """SIGKILL one pool worker while zork1's two runs play: zork1 is reported failed (both of its runs were in
+    flight, and which worker held which is not known) and detective, not started then, is played in a new pool
+    (the one pool used to fail every game still in it); a second eval resumes zork1."""
+    out = tmp_path / "games"
+    args = ["eval", "--games", "zork1,detective", "--episodes", "3", "--max-steps", "5", "--arms", "jitrl", "--seeds",
+            "2", "--workers", "2", "--out", str(out), "--json"]
+    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        log = out / "zork1" / "episodes" / "jitrl-seed0.jsonl"
+        deadline = time.monotonic() + 300
+        while not (log.exists() and log.read_bytes().endswith(b"\n")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no log"
+            time.sleep(0.01)
+        workers = [k for k in _children(proc.pid) if _children(k)]  # a pool worker runs a valid-action finder
+        assert workers, "no pool worker with a child process"
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert list(summary["failed"]) == ["zork1"] and "worker process died" in summary["failed"]["zork1"], summary["failed"]
+    assert {name: len(rows) for name, rows in _logs(out / "detective").items()} == {"jitrl-seed0": 3, "jitrl-seed1": 3}
+    again = run_cli(*args, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["failed"] == {}
+    assert {name: len(rows) for name, rows in _logs(out / "zork1").items()} == {"jitrl-seed0": 3, "jitrl-seed1": 3}
 
 
 def _write_log(path, arm, seed, scores, max_score):

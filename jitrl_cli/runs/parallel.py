@@ -39,6 +39,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,12 +154,17 @@ class _QueueProgress:
         pass
 
 
-def _forward(events: Any, progress: EvalProgress | None) -> None:
+def _forward(events: Any, progress: EvalProgress | None, started: set[int] | None = None) -> None:
+    """Pass the workers' queued events to ``progress``; ("start", i) events add job i to ``started``."""
     while True:
         try:
             event = events.get_nowait()
         except queue_module.Empty:
             return
+        if event[0] == "start":
+            if started is not None:
+                started.add(event[1])
+            continue
         if progress is None:
             continue
         if event[0] == "advance":
@@ -211,26 +217,51 @@ def run_game_jobs(jobs: list[GameJob], out: Path, workers: int, progress: EvalPr
     run_jobs(play_game_job, jobs, out, workers, progress)
 
 
+def _play_game_job_at(index: int, job: GameJob, out: Path, events: Any) -> None:
+    """:func:`play_game_job` in a worker, after telling the driver that job ``index`` has started."""
+    events.put(("start", index))
+    play_game_job(job, out, _QueueProgress(events))
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, out of memory, crashed) while it played this job."""
+
+
 def run_game_jobs_apart(jobs: list[tuple[GameJob, Path]], workers: int,
                         progress: EvalProgress | None = None) -> list[BaseException | None]:
     """Play jobs of several games' evals, each ``(job, its game's eval directory)``, in one pool of ``workers``
     spawned processes: a worker that ends its job takes the next one at once, whatever its game, so no core waits
     for a game's slowest run (``jitrl eval --games --workers N``). The jobs start in the order given.
 
-    Unlike :func:`run_jobs`, a job's failure does not stop the others.
+    Unlike :func:`run_jobs`, a job's failure does not stop the others. A worker that dies breaks the pool
+    (``concurrent.futures`` fails every unfinished job then): the jobs that had started fail with
+    :class:`WorkerDied` (which of them was the dying worker's is not known), and the ones that had not are played
+    in a new pool.
 
     Returns:
-        per job, in order: the exception it raised (a worker that died gives ``BrokenProcessPool`` to the jobs
-        not finished then), or None when it logged all its episodes.
+        per job, in order: the exception it raised, or None when it logged all its episodes.
 
     Raises:
         KeyboardInterrupt (or any error of this process): the jobs not started are cancelled, the running ones end
         with the pool's workers.
     """
-    with _worker_pool(max(1, min(workers, len(jobs)))) as (events, pool):
-        futures = [pool.submit(play_game_job, job, out, _QueueProgress(events)) for job, out in jobs]
-        _wait_all(futures, lambda: _forward(events, progress), stop_on_error=False)
-    return [future.exception() for future in futures]
+    errors: list[BaseException | None] = [None] * len(jobs)
+    todo = list(range(len(jobs)))
+    while todo:
+        started: set[int] = set()
+        with _worker_pool(max(1, min(workers, len(todo)))) as (events, pool):
+            futures = {i: pool.submit(_play_game_job_at, i, *jobs[i], events) for i in todo}
+            _wait_all(list(futures.values()), lambda: _forward(events, progress, started), stop_on_error=False)
+        for i, future in futures.items():
+            errors[i] = future.exception()
+        broken = [i for i in todo if isinstance(errors[i], BrokenProcessPool)]
+        if not started.intersection(broken):  # the pool broke before any of them started: no round would get further
+            started.update(broken)
+        for i in started.intersection(broken):
+            errors[i] = WorkerDied("a worker process died while playing this run (killed, out of memory or crashed); "
+                                   "run the eval again to resume it")
+        todo = [i for i in broken if i not in started]
+    return errors
 
 
 # -- Ray -------------------------------------------------------------------------------------------------------
