@@ -15,7 +15,8 @@ resumable); a game whose episodes are all logged is not opened again. With ``--w
 (arm × seed) are jobs of one pool of N processes, started game by game: a worker whose run ends takes the next
 job, of the same game or the next, so no core waits for a game's slowest run (:func:`_eval_games_in_one_pool`).
 A game that fails (a story file Jericho does not support, a valid-action finder that does not start or dies,
-a pool worker that dies while playing one of its runs, ...) is recorded in ``failed.json`` with its one-line reason and the other games run; a later run retries it.
+a pool worker that dies while playing one of its runs, ...) is recorded in ``failed.json`` with its one-line
+reason and the other games run; a later run retries it.
 ``--games all`` = every story file of the games directories (:func:`jitrl_cli.paths.list_games`).
 
 The aggregate ``OUT/summary.json``::
