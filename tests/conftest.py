@@ -72,3 +72,15 @@ def kill_when_logged(args: list[str], log: Path, timeout: float = 300) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            kids.append(int(status.parent.name))
+    return kids

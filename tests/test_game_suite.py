@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, kill_when_logged, run_cli
+from tests.conftest import ROOT, child_pids, kill_when_logged, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GAMES = ["zork1", "detective"]
@@ -145,19 +144,6 @@ def test_games_eval_with_two_workers_overlaps_games_and_logs_what_one_process_lo
         assert _untimed(out / game) == _untimed(one / game)
 
 
-def _children(pid):
-    """The pids of ``pid``'s child processes (from /proc)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
 @pytest.mark.slow
 def test_a_worker_that_dies_fails_only_the_runs_it_was_playing_with(tmp_path):
     """SIGKILL one pool worker while zork1's two runs play: zork1 is reported failed (both of its runs were in
@@ -174,7 +160,7 @@ def test_a_worker_that_dies_fails_only_the_runs_it_was_playing_with(tmp_path):
         while not (log.exists() and log.read_bytes().endswith(b"\n")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no log"
             time.sleep(0.01)
-        workers = [k for k in _children(proc.pid) if _children(k)]  # a pool worker runs a valid-action finder
+        workers = [k for k in child_pids(proc.pid) if child_pids(k)]  # a pool worker runs a valid-action finder
         assert workers, "no pool worker with a child process"
         os.kill(workers[0], signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=300)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from jitrl_cli.runs.evaluation import Run, hold_run
-from tests.conftest import run_cli
+from tests.conftest import child_pids, run_cli
 
 TIMING = {"uuid", "seconds", "seconds_per_step_median", "seconds_per_step_mean", "timings_mean", "memory_write_seconds",
           "reflection_seconds"}
@@ -129,19 +129,6 @@ def test_ray_is_refused_for_web_suites(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc)."""
-    kids = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            kids.append(int(status.parent.name))
-    return kids
-
-
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for its new parent to reap it counts as ended)."""
     try:
@@ -171,7 +158,7 @@ def test_killing_an_eval_ends_its_workers_and_a_second_eval_on_a_run_being_playe
         assert any(line.startswith("error:") and "being played by another jitrl eval" in line
                    for line in second.stderr.splitlines()), second.stderr
         assert "Traceback" not in second.stderr
-        workers = _children(proc.pid)
+        workers = child_pids(proc.pid)
         assert len(workers) >= 3, workers  # the event queue's manager and two pool workers
         proc.kill()  # SIGKILL: the driver gets no chance to stop them
         proc.wait(timeout=30)
