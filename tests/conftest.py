@@ -56,9 +56,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     )
 
 
-def kill_when_logged(args: list[str], log: Path, timeout: float = 300) -> None:
-    """Start the real `jitrl ARGS` and SIGKILL its whole process group as soon as ``log`` holds one complete line
-    (an episode logged, the next one under way): an eval interrupted at the worst moment.
+def start_until_logged(args: list[str], log: Path, timeout: float = 300) -> subprocess.Popen:
+    """Start the real `jitrl ARGS` in a session of its own and return it, still running, as soon as ``log`` holds one
+    complete line (an episode logged, the next one under way), or after ``timeout`` seconds.
 
     Raises:
         AssertionError: the process exited before logging (its stderr is the message).
@@ -69,6 +69,17 @@ def kill_when_logged(args: list[str], log: Path, timeout: float = 300) -> None:
     while not (log.exists() and log.read_bytes().endswith(b"\n")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.005)
+    return proc
+
+
+def kill_when_logged(args: list[str], log: Path, timeout: float = 300) -> None:
+    """Start the real `jitrl ARGS` and SIGKILL its whole process group as soon as ``log`` holds one complete line
+    (:func:`start_until_logged`): an eval interrupted at the worst moment.
+
+    Raises:
+        AssertionError: the process exited before logging (its stderr is the message).
+    """
+    proc = start_until_logged(args, log, timeout)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 

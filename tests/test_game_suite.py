@@ -4,14 +4,12 @@ killed and resumed; the aggregate's arithmetic; a failing game is reported, not 
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, child_pids, kill_when_logged, run_cli
+from tests.conftest import child_pids, kill_when_logged, run_cli, start_until_logged
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GAMES = ["zork1", "detective"]
@@ -152,14 +150,10 @@ def test_a_worker_that_dies_fails_only_the_runs_it_was_playing_with(tmp_path):
     out = tmp_path / "games"
     args = ["eval", "--games", "zork1,detective", "--episodes", "3", "--max-steps", "5", "--arms", "jitrl", "--seeds",
             "2", "--workers", "2", "--out", str(out), "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "jitrl_cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = out / "zork1" / "episodes" / "jitrl-seed0.jsonl"
+    proc = start_until_logged(args, log)
     try:
-        log = out / "zork1" / "episodes" / "jitrl-seed0.jsonl"
-        deadline = time.monotonic() + 300
-        while not (log.exists() and log.read_bytes().endswith(b"\n")):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no log"
-            time.sleep(0.01)
+        assert log.exists() and log.read_bytes().endswith(b"\n"), "zork1 logged no episode in 300 s"
         workers = [k for k in child_pids(proc.pid) if child_pids(k)]  # a pool worker runs a valid-action finder
         assert workers, "no pool worker with a child process"
         os.kill(workers[0], signal.SIGKILL)
