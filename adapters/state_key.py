@@ -44,7 +44,26 @@ def build_state_key(
     Returns:
         ``"location: … | inventory: … | score: … | <cleaned observation>"``.
     """
+    sc = "?" if score is None else str(int(score)) if float(score).is_integer() else str(score)
+    return f"{situation_key(location, inventory)}score: {sc} | {clean_observation(observation)}"
+
+
+def situation_key(location: str | None, inventory: Sequence[str]) -> str:
+    """The situation of a game state: where the player is and what it carries, the first fields of its state key
+    (:func:`build_state_key` starts with it), e.g. ``"location: foot bridge | inventory: nothing | "``.
+
+    Whatever else differs (objects elsewhere, the score, the time), an action that killed in one state of a
+    situation is likely to kill in the others: `--avoid-deaths` (:func:`jitrl_cli.core.retrieval.situation_deaths`).
+    """
     loc = (location or "unknown").strip().lower()
     inv = ", ".join(sorted(i.strip().lower() for i in inventory)) or "nothing"
-    sc = "?" if score is None else str(int(score)) if float(score).is_integer() else str(score)
-    return f"location: {loc} | inventory: {inv} | score: {sc} | {clean_observation(observation)}"
+    return f"location: {loc} | inventory: {inv} | "
+
+
+_SITUATION = re.compile(r"location: [^|]* \| inventory: [^|]* \| ")
+
+
+def situation_of(state_key: str) -> str | None:
+    """The situation (:func:`situation_key`) a state key starts with; None for a key of another form (a web page's)."""
+    found = _SITUATION.match(state_key)
+    return found.group(0) if found else None

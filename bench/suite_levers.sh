@@ -23,8 +23,9 @@ declare -A FLAGS=(
   [paper-bonus]="--exploration paper --alpha 5 --bonus-prob 0.65"
   [returns-backup]="--returns backup"
   [step-rewards]="--step-rewards both"
+  [avoid-deaths]="--avoid-deaths"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }

@@ -966,6 +966,31 @@ class MemoryStore:
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
+    def query_situation(self, game: str, prefix: str, actions: Sequence[str]) -> list[RetrievedStep]:
+        """The stored steps of ``game`` taken in a situation and with one of ``actions`` (similarity 1, oldest first).
+
+        A situation is a prefix of the state key: a text game's location and inventory
+        (:func:`adapters.state_key.situation_key`), whatever the rest of the world and the observation.
+
+        Args:
+            game: namespace.
+            prefix: the state keys' first characters, compared exactly.
+            actions: the actions, compared in lower case (:func:`jitrl_cli.core.advantage.normalize_action`'s form).
+
+        Returns:
+            the steps in the order they were stored; [] when ``actions`` is empty. Scans the game's steps
+            (a few milliseconds per 100,000).
+        """
+        wanted = sorted({a.lower() for a in actions})
+        if not wanted:
+            return []
+        rows = self.read(
+            f"SELECT s.id, {_NEIGHBOUR_COLUMNS} WHERE s.game = ? AND substr(s.state_key, 1, ?) = ?"
+            f" AND lower(s.action) IN ({','.join('?' * len(wanted))}) ORDER BY s.id",
+            (game, len(prefix), prefix, *wanted),
+        )
+        return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
+
     def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:
         """The task of each stored step's episode (its ``params["task"]``; None where it was not recorded)."""
         ids = sorted({int(i) for i in step_ids if int(i) >= 0})

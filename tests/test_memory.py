@@ -187,6 +187,46 @@ def test_retrieved_steps_know_the_state_they_led_to(tmp_path):
     store.close()
 
 
+def test_situation_deaths_are_the_steps_of_actions_that_killed_in_this_place_with_this_inventory(tmp_path):
+    from adapters.state_key import build_state_key, situation_key
+    from jitrl_cli.core.retrieval import situation_deaths
+
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+
+    def episode(uuid, rows, max_steps=10):
+        """rows: (location, inventory, observation, action, reward); the episode ends after them (a death where it
+        has fewer than ``max_steps`` steps and the last reward is negative)."""
+        steps = []
+        for t, (loc, inv, obs, action, reward) in enumerate(rows):
+            key = build_state_key(loc, inv, 0, obs)
+            steps.append(StepRecord(step=t, state_key=key, embedding=emb.embed(key), action=action, reward=reward,
+                                    ret=reward, world_hash=f"{uuid}{t}"))
+        store.write_episode(EpisodeRecord(uuid=uuid, game="zork2", score=0, steps=len(rows),
+                                          params={"max_steps": max_steps}), steps)
+
+    bridge = ("Foot Bridge", [], "a crude but sturdy wooden foot bridge")
+    episode("a", [(*bridge, "north", 0.0), (*bridge, "JUMP", -20.0)])                       # jumped to its death
+    episode("b", [(*bridge[:2], "a wizard appears", "jump", 0.0), (*bridge, "wait", 0.0)], 2)  # survived; cut at its limit
+    episode("c", [("Foot Bridge", ["lamp"], "the bridge", "look", 0.0), ("Foot Bridge", ["lamp"], "x", "look", -20.0)])
+    episode("d", [("Narrow Tunnel", [], "a tunnel", "jump", -20.0)])                         # jumped elsewhere
+    episode("e", [(*bridge, "wait", 0.0)], 1)                                              # cut at its limit: no death
+    here = situation_key("Foot Bridge", [])
+    assert here == "location: foot bridge | inventory: nothing | "
+    # every step of the candidates in this situation, oldest first, whatever the observation
+    assert [(h.episode_id, h.action) for h in store.query_situation("zork2", here, ["jump", "wait", "look"])] == [
+        (1, "JUMP"), (2, "jump"), (2, "wait"), (5, "wait")]
+    # jump killed here (episode a) and its harmless step of episode b counts with it; wait never killed; look killed
+    # only with the lamp carried; north was never taken here by a dying step
+    deadly = situation_deaths(store, "zork2", here, ["north", "Jump", "wait", "look"])
+    assert [(h.episode_id, h.action, h.next_world) for h in deadly] == [(1, "JUMP", TERMINAL), (2, "jump", "b1")]
+    assert [h.ret for h in situation_deaths(store, "zork2", here, ["jump"], returns={deadly[0].id: -7.0})] == [-7.0, 0.0]
+    lamp = situation_key("Foot Bridge", ["lamp"])
+    assert [h.action for h in situation_deaths(store, "zork2", lamp, ["look", "jump"])] == ["look", "look"]
+    assert situation_deaths(store, "zork2", here, []) == [] and situation_deaths(store, "other", here, ["jump"]) == []
+    store.close()
+
+
 def test_episode_uuids_and_ids_by_game(tmp_path):
     store = MemoryStore(tmp_path, HashedNgramEmbedder())
     assert store.episode_uuids() == {} and store.episode_ids(["zork1"]) == []

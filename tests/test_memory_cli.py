@@ -157,6 +157,29 @@ def test_inspect_computes_the_agents_q_v_and_advantage(known):
     assert "Q̂" in _ok("memory", "inspect", "--memory", str(mem), "--state", key).stdout
 
 
+def test_inspect_avoid_deaths_values_an_action_by_a_death_in_the_same_place(tmp_path):
+    """`memory inspect --avoid-deaths`: "jump" killed on the bridge once (a state whose wizard text keeps it out of the
+    ANN neighbours); the bridge's own steps never took it, so it is valued by that death, as `play --avoid-deaths`."""
+    emb = HashedNgramEmbedder()
+    bridge = "location: foot bridge | inventory: nothing | score: 0 | foot bridge. a wooden bridge over a ravine"
+    wizard = ("location: foot bridge | inventory: nothing | score: 0 | a strange little man in a long cloak appears, draws"
+              " forth his wand and waves it in your direction; it begins to glow with a faint blue glow")
+    with MemoryStore(tmp_path, emb) as store:
+        store.write_episode(EpisodeRecord(uuid="ok", game="zork2", score=0, steps=1, params={"max_steps": 1}),
+                            [StepRecord(0, bridge, emb.embed(bridge), "north", 0.0, 2.0, world_hash="W1")])
+        store.write_episode(EpisodeRecord(uuid="died", game="zork2", score=-10, steps=1, params={"max_steps": 60}),
+                            [StepRecord(0, wizard, emb.embed(wizard), "jump", -20.0, -20.0, world_hash="W2")])
+    args = ("memory", "inspect", "--memory", str(tmp_path), "--state", bridge, "--action", "jump", "--json",
+            "--min-similarity", "0.6")
+    plain, avoid = (json.loads(_ok(*args, *flag).stdout) for flag in ((), ("--avoid-deaths",)))
+    assert [n["action"] for n in plain["neighbours"]] == ["north"]
+    assert {a["action"]: (a["count"], a["q"], a["backed_off"]) for a in plain["actions"]}["jump"] == (0, None, False)
+    rows = {a["action"]: a for a in avoid["actions"]}
+    assert (rows["jump"]["count"], rows["jump"]["q"], rows["jump"]["backed_off"]) == (1, -20.0, True)
+    assert rows["jump"]["advantage"] == pytest.approx(-22.0) and rows["jump"]["normalized"] == pytest.approx(-1.0)
+    assert avoid["params"]["avoid_deaths"] is True and plain["params"]["avoid_deaths"] is False
+
+
 @pytest.mark.slow
 def test_export_import_round_trip_without_duplicates(played, tmp_path):
     mem, _ = played

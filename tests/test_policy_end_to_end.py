@@ -154,6 +154,55 @@ def test_backoff_states_value_an_action_untried_here_by_its_returns_in_other_wor
     assert checked >= 3, checked
 
 
+WIZARD = ("A strange little man in a long cloak appears suddenly in the room. He is wearing a high pointed hat embroidered"
+          " with astrological signs. He has a long, stringy, and unkempt beard. The wizard draws forth his wand and waves"
+          " it in your direction. It begins to glow with a faint blue glow.")
+
+
+def test_avoid_deaths_values_an_action_that_killed_in_this_place_by_that_death(tmp_path):
+    """`--avoid-deaths` on the real zork2 engine and model, with a memory holding one stored death: "jump" on the Foot
+    Bridge with nothing carried, in another world state (G = −20). Wherever the agent then stands on the bridge
+    carrying nothing and its own neighbours never took "jump", "jump" is logged as backed off with that death's
+    return as Q̂, one step behind it, the UCB bonus of a seen action, and almost no posterior probability; it is never
+    chosen. Without the flag the same memory leaves "jump" untried there (the largest bonus)."""
+    from adapters.state_key import build_state_key
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    def seeded(name):
+        mem = tmp_path / name
+        emb = HashedNgramEmbedder()
+        # the bridge after the wizard's visit: too unlike the bridge's own observations to be among their ANN neighbours
+        key = build_state_key("Foot Bridge", [], 0, WIZARD)
+        with MemoryStore(mem, emb) as store:
+            store.write_episode(EpisodeRecord(uuid="jumped", game="zork2", score=-10, steps=1, params={"max_steps": 60}),
+                                [StepRecord(step=0, state_key=key, embedding=emb.embed(key), action="jump", reward=-20.0,
+                                            ret=-20.0, world_hash="elsewhere")])
+        return mem
+
+    def bridge_jumps(rows):
+        return [(row, c) for row in rows if row["location"] == "Foot Bridge" for c in row["candidates"] if c["action"] == "jump"]
+
+    common = ("--episodes", "1", "--max-steps", "8", "--seed", "2", "--memory")
+    logs = tmp_path / "logs"
+    proc = run_cli("play", "zork2", "--json", *common, str(seeded("avoid")), "--log-dir", str(logs), "--avoid-deaths")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    checked = bridge_jumps(rows)
+    assert checked, [row["location"] for row in rows]
+    for row, c in checked:
+        assert row["neighbours"] == 0 and row["value"] == 0.0  # no neighbour: only the death values "jump"
+        assert c["backed_off"] and c["count"] == 1 and c["q"] == pytest.approx(-20.0)
+        assert -20.0 <= c["raw_advantage"] < -18.0  # A = Q̂ − V̂ + a UCB bonus of sqrt(ln(1 + m)/2), m < 8 earlier visits
+        assert c["advantage"] == pytest.approx(-1.0) and c["posterior"] < 1e-6
+        assert row["action"] != "jump"
+    logs = tmp_path / "plain-logs"
+    proc = run_cli("play", "zork2", "--json", *common, str(seeded("plain")), "--log-dir", str(logs))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert bridge_jumps(rows) and all(not c["backed_off"] and c["count"] == 0 for _, c in bridge_jumps(rows))
+
+
 def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happened(tmp_path):
     """`--q-estimate expectimax` on the real engine and model: every logged Q̂ of a candidate taken from this world state
     by earlier episodes equals Σ_{s'} n(s')/n · max G over the steps that led to s', recomputed from memory.sqlite (s':

@@ -82,6 +82,18 @@ V̂(s) stays this state's own. Such a candidate counts as seen (no exploration b
 similar state ("jump" beside zork2's ravine, with other objects lying about) is not tried again for its bonus in
 each new world state, and one that scored in a similar state is tried here first.
 
+Deadly actions (our addition, ``deadly``, `--avoid-deaths`): a candidate none of N(s) took, which ended an episode
+in a death from a state of the same situation S(s) (the location and what the player carries; in a text game an
+action that killed there kills again, whatever else differs in the world), is valued by every step of the
+situation that took it:
+
+    Q̂(s,a) = mean (or max, expectimax)_{n: S(n) = S(s), a_n = a} G_n      where no n ∈ N(s) has a_n = a
+
+and counts as seen (no exploration bonus). This comes before the back-off to similar states: the ANN neighbours of
+a new world state often hold none of the situation's steps (zork2's Foot Bridge after the wizard's visit: its long
+message makes the bridge's own steps dissimilar, cosine 0.23), so "jump" there got the bonus of an untried action.
+With no neighbours at all (V̂ = 0), such a candidate still gets A = Q̂ < 0.
+
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
 Cycle avoidance (our addition, for deterministic games): a candidate marked ``repeated`` (earlier
@@ -201,6 +213,7 @@ def estimate_advantages(
     backoff: Callable[[str], str] | None = None,
     prior: Sequence[float] | None = None,
     similar: Sequence[Neighbour] | None = None,
+    deadly: Sequence[Neighbour] | None = None,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -226,10 +239,12 @@ def estimate_advantages(
             by ``puct`` only.
         similar: N'(s), steps of similar states (not in ``neighbours``) that value the candidates no neighbour
             took (back-off states, module docstring); None or empty: none. Used only where ``neighbours`` is not empty.
+        deadly: steps of this state's situation, of actions that died there (deadly actions, module docstring); they
+            value the candidates no neighbour took, before ``similar``; None or empty: none.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
-        visit in this episode) every advantage is 0: the posterior equals the prior.
+        visit in this episode, and no ``deadly`` steps) every advantage is 0: the posterior equals the prior.
 
     Raises:
         ValueError: for an unknown exploration mode, Q estimate or unseen start, ``paper`` mode with λ > 0 and no rng,
@@ -252,7 +267,7 @@ def estimate_advantages(
     bonus = np.zeros(n, dtype=bool)
     revisited = (counted and pending.any()) or repeated.any()
     backed_off = np.zeros(n, dtype=bool)
-    if n == 0 or not (neighbours or revisited):
+    if n == 0 or not (neighbours or revisited or deadly):
         return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours), backed_off)
 
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
@@ -261,6 +276,8 @@ def estimate_advantages(
         coarse = _count_returns([backoff(a) for a in candidates],
                                 [dataclasses.replace(nb, action=backoff(nb.action)) for nb in neighbours])
         stats, backed_off = _back_off(stats, coarse, backed_off)
+    if deadly and not stats[0].all():
+        stats, backed_off = _back_off(stats, _count_returns(candidates, deadly), backed_off)
     if similar and neighbours and not stats[0].all():
         stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
     counts, sums, maxima, expectimax = stats

@@ -23,13 +23,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from adapters.base import Environment
+from adapters.state_key import situation_key
 from adapters.wrappers import DeathPenalty, find_wrapper
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.advantage import AdvantageEstimate, Neighbour, estimate_advantages, normalize_action
 from jitrl_cli.llm.prompt import TranscriptPrompt
 from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
-from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
+from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood, situation_deaths
 from jitrl_cli.core.returns import discounted_returns, novelty_rewards
 from jitrl_cli.llm.backend import Scorer
 from jitrl_cli.llm.scoring import Prior, ScoreResult
@@ -482,6 +483,10 @@ class Agent:
             steps, near = retrieve_neighbourhood(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world,
                                                  ctx.backed, cfg.fill_neighbours, similar=cfg.backoff_states)
             neighbours, similar = as_neighbours(steps), as_neighbours(near)
+        deadly: list[Neighbour] = []
+        if ctx.use_memory and cfg.avoid_deaths and info.get("location") is not None:  # text games: where and what it carries
+            situation = situation_key(info["location"], info["inventory"])
+            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed))
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)
@@ -498,7 +503,7 @@ class Agent:
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
             unseen_q=cfg.unseen_q, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
-            similar=similar,
+            similar=similar, deadly=deadly,
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)

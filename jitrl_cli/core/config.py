@@ -21,7 +21,7 @@ from jitrl_cli.llm.scoring import Prior
 #: probability λ 0.65), γ 0.5, β 3, k 10, and none of jitrl's additions (exact match, cycle avoidance).
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
-                  "unseen_q": "value", "replay_best": False, "backoff_states": False}
+                  "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -91,6 +91,10 @@ class AgentConfig:
         backoff_states: with ``exact_match``, a candidate this world state's steps never took is valued by the
             steps of similar states (the ANN neighbours) that took it, and gets no exploration bonus
             (back-off states, :func:`jitrl_cli.core.advantage.estimate_advantages`).
+        avoid_deaths: a candidate no neighbour took, which ended an episode in a death from a state of the same
+            situation (location and inventory, :func:`adapters.state_key.situation_key`), is valued by that
+            situation's steps of it and gets no exploration bonus (deadly actions,
+            :func:`jitrl_cli.core.advantage.estimate_advantages`); text games only.
         prompt_inventory: the transcript shows what the player carries after every observation.
         history: the earlier actions (with the observations they led to) the transcript prompt shows before
             the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).
@@ -122,6 +126,7 @@ class AgentConfig:
     abstract_actions: bool = True
     backoff_actions: bool = False
     backoff_states: bool = False
+    avoid_deaths: bool = False
     prompt_inventory: bool = False
     history: int | None = None
 

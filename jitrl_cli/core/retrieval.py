@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 
-from jitrl_cli.core.advantage import Neighbour
-from memories.store import MemoryStore, RetrievedStep
+from jitrl_cli.core.advantage import Neighbour, normalize_action
+from memories.store import TERMINAL, MemoryStore, RetrievedStep
 
 
 def retrieve_steps(
@@ -62,6 +62,33 @@ def retrieve_neighbourhood(
     if returns:
         steps, near = ([dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in group] for group in (steps, near))
     return steps, near
+
+
+def situation_deaths(
+    store: MemoryStore, namespace: str, situation: str, actions: list[str], returns: dict[int, float] | None = None,
+) -> list[RetrievedStep]:
+    """The stored steps, taken in this situation, of the actions that ended an episode in a death there at least once:
+    the steps `--avoid-deaths` values those actions by (:func:`jitrl_cli.core.advantage.estimate_advantages`,
+    ``deadly``). A death is a last step that ended its episode before the step limit (:data:`memories.store.TERMINAL`)
+    with a negative reward (the death penalty, a lost game).
+
+    Args:
+        store: the memory.
+        namespace: the game.
+        situation: the state's situation, a prefix of its state key (:func:`adapters.state_key.situation_key`).
+        actions: the candidate actions.
+        returns: step id → return to report instead of the stored G (as :func:`retrieve_steps`).
+
+    Returns:
+        every step of those actions in this situation, the deaths and the others (survivals count in Q̂), oldest first;
+        [] where none of the actions died here.
+    """
+    steps = store.query_situation(namespace, situation, [normalize_action(a) for a in actions])
+    deadly = {normalize_action(h.action) for h in steps if h.next_world == TERMINAL and h.reward < 0}
+    steps = [h for h in steps if normalize_action(h.action) in deadly]
+    if returns:
+        steps = [dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in steps]
+    return steps
 
 
 def as_neighbours(steps: list[RetrievedStep]) -> list[Neighbour]:

@@ -17,8 +17,8 @@ import numpy as np
 from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ, estimate_advantages, normalize_action
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
-from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
-from adapters.state_key import build_state_key
+from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood, situation_deaths
+from adapters.state_key import build_state_key, situation_of
 from adapters.web_observation import backoff_key
 from memories.stats import find_episode_ids
 from memories.store import MemoryStore
@@ -124,6 +124,7 @@ def inspect_state(
     unseen_q: UnseenQ = UnseenQ.value,
     backoff_states: bool = False,
     backoff_actions: bool = False,
+    avoid_deaths: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -139,7 +140,9 @@ def inspect_state(
     state) also retrieves the similar states N'(s), adds their actions to the candidates and values the candidates
     this state never took by them, as ``play --backoff-states`` does. ``backoff_actions`` (web memories, whose actions
     are keys) values a candidate no neighbour took by the neighbours whose keys share its back-off key
-    (:func:`adapters.web_observation.backoff_key`), as ``web --backoff-actions`` does.
+    (:func:`adapters.web_observation.backoff_key`), as ``web --backoff-actions`` does. ``avoid_deaths`` (a text game's
+    state key) values a candidate no neighbour took, which killed in the state's situation (location and inventory),
+    by that situation's steps of it, as ``play --avoid-deaths`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
@@ -150,9 +153,11 @@ def inspect_state(
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours + similar] +
                                     [normalize_action(a) for a in extra_actions or []]))
+    situation = situation_of(state.state_key) if avoid_deaths else None
+    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed)) if situation else []
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
-                              rng=np.random.default_rng(0), q_estimate=q_estimate,
-                              unseen_q=unseen_q, similar=similar, backoff=backoff_key if backoff_actions else None)
+                              rng=np.random.default_rng(0), q_estimate=q_estimate, unseen_q=unseen_q, similar=similar,
+                              backoff=backoff_key if backoff_actions else None, deadly=deadly)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
@@ -166,4 +171,5 @@ def inspect_state(
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
                        "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
-                       "backoff_states": backoff_states, "backoff_actions": backoff_actions})
+                       "backoff_states": backoff_states, "backoff_actions": backoff_actions,
+                       "avoid_deaths": avoid_deaths})
