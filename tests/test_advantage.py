@@ -156,31 +156,33 @@ def test_backoff_states_value_what_this_state_never_tried_by_its_similar_states(
     assert not alone.normalized.any() and not alone.backed_off.any()
 
 
-def test_deadly_actions_are_valued_by_the_steps_of_their_situation_before_similar_states():
-    # zork2's Foot Bridge after the wizard's visit, a world state never seen: its ANN neighbours (the cavern's
-    # steps) never took "jump", which killed twice on this bridge with nothing carried (G = −20), once in each of
-    # two world states of the same situation (below: expectimax takes the best world state)
+def test_deadly_actions_are_valued_by_every_step_of_their_situation_whatever_the_neighbours_say():
+    # zork2's Foot Bridge after the wizard's visit, a world state never seen: its ANN neighbours stand in; "jump" killed
+    # twice on this bridge with nothing carried (G = −20), once in each of two world states of the situation; an ANN
+    # neighbour from another place jumped harmlessly (G = 5)
     candidates = ["north", "south", "jump", "wait"]
-    neighbours = [nb("north", 1.0), nb("south", 0.0)]
+    neighbours = [nb("north", 1.0), nb("south", 0.0), Neighbour("jump", 5.0, world="X", outcome="Y")]
     deadly = [Neighbour("jump", -20.0, world="A", outcome="terminal"), Neighbour("jump", -20.0, world="B", outcome="terminal")]
-    similar = [nb("jump", 5.0), nb("wait", 2.0)]
+    similar = [nb("wait", 2.0)]
     plain = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="expectimax")
-    assert plain.normalized[2] == plain.normalized[3] > plain.normalized[1]  # untried: the largest bonus, jump as good as wait
+    assert plain.q[2] == pytest.approx(5.0) and plain.normalized[2] == pytest.approx(1.0)  # the harmless jump leads
     est = estimate_advantages(candidates, neighbours, exploration="ucb", alpha=1.0, q_estimate="expectimax",
                               deadly=deadly, similar=similar)
-    # jump: the situation's steps, not the similar state's harmless jump; wait: the similar state (no death here)
+    # jump: the situation's deaths, not the neighbour's harmless jump; wait: the similar state (no death here)
     assert est.counts.tolist() == [1, 1, 2, 1] and est.backed_off.tolist() == [False, False, True, True]
     assert est.q[2] == pytest.approx(-20.0) and est.q[3] == pytest.approx(2.0)
-    bonus = np.sqrt(np.log(3) / (est.counts + 1))
-    assert est.raw == pytest.approx(np.array([1.0, 0.0, -20.0, 2.0]) - 0.5 + bonus)
-    assert est.normalized[2] == pytest.approx(-1.0)
-    # one survival in another world state of the situation: expectimax keeps the best world state
+    value = 2.0
+    bonus = np.sqrt(np.log(4) / (est.counts + 1))
+    assert est.raw == pytest.approx(np.array([1.0, 0.0, -20.0, 2.0]) - value + bonus)
+    assert est.value == pytest.approx(value) and est.normalized[2] == pytest.approx(-1.0)
+    # a survival in a third world state of the situation: the world states are chance, so each outcome counts as often
+    # as it happened (the max over world states would be 3 and hide both deaths), under max as under expectimax
     survived = deadly + [Neighbour("jump", 3.0, world="C", outcome="D")]
-    est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="expectimax", deadly=survived)
-    assert est.q[2] == pytest.approx(3.0) and est.counts[2] == 3
-    # a candidate this state's own neighbours took keeps their returns
-    own = estimate_advantages(candidates, neighbours + [nb("jump", 4.0)], exploration="none", q_estimate="max", deadly=deadly)
-    assert own.q[2] == pytest.approx(4.0) and not own.backed_off[2]
+    for q_estimate in ("expectimax", "max"):
+        est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate=q_estimate, deadly=survived)
+        assert est.q[2] == pytest.approx((2 * -20.0 + 3.0) / 3) and est.counts[2] == 3
+    mean = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="mean", deadly=survived)
+    assert mean.q[2] == pytest.approx(-37 / 3)
     # no neighbours at all (V̂ = 0): the deadly action still gets A = Q̂ < 0, the others 0
     alone = estimate_advantages(candidates, [], exploration="ucb", alpha=1.0, q_estimate="expectimax", deadly=deadly)
     assert alone.value == 0.0 and alone.raw.tolist() == [0.0, 0.0, -20.0, 0.0]

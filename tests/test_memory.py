@@ -224,6 +224,9 @@ def test_situation_deaths_are_the_steps_of_actions_that_killed_in_this_place_wit
     lamp = situation_key("Foot Bridge", ["lamp"])
     assert [h.action for h in situation_deaths(store, "zork2", lamp, ["look", "jump"])] == ["look", "look"]
     assert situation_deaths(store, "zork2", here, []) == [] and situation_deaths(store, "other", here, ["jump"]) == []
+    # an action taken from this very world state is left to the state's own steps (episode b jumped from b0)
+    assert situation_deaths(store, "zork2", here, ["jump", "look"], world_hash="b0") == []
+    assert len(situation_deaths(store, "zork2", here, ["jump"], world_hash="b1")) == 2
     store.close()
 
 

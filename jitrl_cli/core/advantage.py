@@ -82,17 +82,23 @@ V̂(s) stays this state's own. Such a candidate counts as seen (no exploration b
 similar state ("jump" beside zork2's ravine, with other objects lying about) is not tried again for its bonus in
 each new world state, and one that scored in a similar state is tried here first.
 
-Deadly actions (our addition, ``deadly``, `--avoid-deaths`): a candidate none of N(s) took, which ended an episode
-in a death from a state of the same situation S(s) (the location and what the player carries; in a text game an
-action that killed there kills again, whatever else differs in the world), is valued by every step of the
-situation that took it:
+Deadly actions (our addition, ``deadly``, `--avoid-deaths`): a candidate that this very world state's steps never
+took, and which ended an episode in a death from a state of the same situation S(s) (the location and what the
+player carries; in a text game an action that killed there tends to kill again, whatever else differs in the world),
+is valued by every step of the situation that took it, whatever N(s) says of it (the caller, which knows the world
+states, passes only those steps):
 
-    Q̂(s,a) = mean (or max, expectimax)_{n: S(n) = S(s), a_n = a} G_n      where no n ∈ N(s) has a_n = a
+    Q̂(s,a) = Σ_{s'} n(S,a,s')/n(S,a) · max_{n: S(n) = S(s), a_n = a, s'_n = s'} G_n      (expectimax and max)
+    Q̂(s,a) = mean_{n: S(n) = S(s), a_n = a} G_n                                          (mean)
 
-and counts as seen (no exploration bonus). This comes before the back-off to similar states: the ANN neighbours of
-a new world state often hold none of the situation's steps (zork2's Foot Bridge after the wizard's visit: its long
-message makes the bridge's own steps dissimilar, cosine 0.23), so "jump" there got the bonus of an untried action.
-With no neighbours at all (V̂ = 0), such a candidate still gets A = Q̂ < 0.
+and counts as seen (no exploration bonus). The expectimax treats the situation's world states as chance, not as a
+choice (the agent is in none of them): a death counts as often as it happened. Where N(s) holds only other world
+states (a state never visited, whose ANN neighbours stand in), their max over world states hides the deaths behind
+one lucky survival (zork2's grue strikes in the dark one time in a few; "northeast" from the Path Near Stream killed
+in 8 of seed 0's 30 episodes), and a new world state's ANN neighbours often hold none of the situation's steps at all
+(zork2's Foot Bridge after the wizard's visit: its long message makes the bridge's own steps dissimilar, cosine 0.23),
+so "jump" there got the bonus of an untried action. With no neighbours at all (V̂ = 0), such a candidate still gets
+A = Q̂ < 0.
 
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
@@ -239,8 +245,9 @@ def estimate_advantages(
             by ``puct`` only.
         similar: N'(s), steps of similar states (not in ``neighbours``) that value the candidates no neighbour
             took (back-off states, module docstring); None or empty: none. Used only where ``neighbours`` is not empty.
-        deadly: steps of this state's situation, of actions that died there (deadly actions, module docstring); they
-            value the candidates no neighbour took, before ``similar``; None or empty: none.
+        deadly: steps of this state's situation, of actions that died there and that this world state's own steps
+            never took (deadly actions, module docstring); they value their candidates instead of ``neighbours``,
+            ``similar`` and the back-off keys; None or empty: none.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
@@ -276,10 +283,13 @@ def estimate_advantages(
         coarse = _count_returns([backoff(a) for a in candidates],
                                 [dataclasses.replace(nb, action=backoff(nb.action)) for nb in neighbours])
         stats, backed_off = _back_off(stats, coarse, backed_off)
-    if deadly and not stats[0].all():
-        stats, backed_off = _back_off(stats, _count_returns(candidates, deadly), backed_off)
     if similar and neighbours and not stats[0].all():
         stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
+    if deadly:  # one situation: its world states are chance, and Q̂ under max is its expectimax too
+        counts, sums, _, expectimax = _count_returns(candidates, [dataclasses.replace(nb, world="") for nb in deadly])
+        took = counts > 0
+        stats = tuple(np.where(took, b, a) for a, b in zip(stats, (counts, sums, expectimax, expectimax)))
+        backed_off = backed_off | took
     counts, sums, maxima, expectimax = stats
     seen = counts > 0
     q[seen] = {QEstimate.max: maxima, QEstimate.expectimax: expectimax}.get(q_estimate, sums / np.maximum(counts, 1))[seen]

@@ -486,7 +486,8 @@ class Agent:
         deadly: list[Neighbour] = []
         if ctx.use_memory and cfg.avoid_deaths and info.get("location") is not None:  # text games: where and what it carries
             situation = situation_key(info["location"], info["inventory"])
-            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed))
+            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed,
+                                                    info["state_hash"]))
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)

@@ -66,11 +66,12 @@ def retrieve_neighbourhood(
 
 def situation_deaths(
     store: MemoryStore, namespace: str, situation: str, actions: list[str], returns: dict[int, float] | None = None,
+    world_hash: str | None = None,
 ) -> list[RetrievedStep]:
-    """The stored steps, taken in this situation, of the actions that ended an episode in a death there at least once:
-    the steps `--avoid-deaths` values those actions by (:func:`jitrl_cli.core.advantage.estimate_advantages`,
-    ``deadly``). A death is a last step that ended its episode before the step limit (:data:`memories.store.TERMINAL`)
-    with a negative reward (the death penalty, a lost game).
+    """The stored steps, taken in this situation, of the actions that ended an episode in a death there at least once
+    and were never taken from this very world state: the steps `--avoid-deaths` values those actions by
+    (:func:`jitrl_cli.core.advantage.estimate_advantages`, ``deadly``). A death is a last step that ended its episode
+    before the step limit (:data:`memories.store.TERMINAL`) with a negative reward (the death penalty, a lost game).
 
     Args:
         store: the memory.
@@ -78,13 +79,16 @@ def situation_deaths(
         situation: the state's situation, a prefix of its state key (:func:`adapters.state_key.situation_key`).
         actions: the candidate actions.
         returns: step id → return to report instead of the stored G (as :func:`retrieve_steps`).
+        world_hash: the state's own world-state hash: an action taken from it (a step of this situation with this
+            hash) is left to the state's own steps; None: none is.
 
     Returns:
         every step of those actions in this situation, the deaths and the others (survivals count in Q̂), oldest first;
         [] where none of the actions died here.
     """
     steps = store.query_situation(namespace, situation, [normalize_action(a) for a in actions])
-    deadly = {normalize_action(h.action) for h in steps if h.next_world == TERMINAL and h.reward < 0}
+    own = {normalize_action(h.action) for h in steps if world_hash is not None and h.world_hash == world_hash}
+    deadly = {normalize_action(h.action) for h in steps if h.next_world == TERMINAL and h.reward < 0} - own
     steps = [h for h in steps if normalize_action(h.action) in deadly]
     if returns:
         steps = [dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in steps]

@@ -154,7 +154,8 @@ def inspect_state(
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours + similar] +
                                     [normalize_action(a) for a in extra_actions or []]))
     situation = situation_of(state.state_key) if avoid_deaths else None
-    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed)) if situation else []
+    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed,
+                                            state.world_hash)) if situation else []
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate, unseen_q=unseen_q, similar=similar,
                               backoff=backoff_key if backoff_actions else None, deadly=deadly)
