@@ -91,10 +91,10 @@ class AgentConfig:
         backoff_states: with ``exact_match``, a candidate this world state's steps never took is valued by the
             steps of similar states (the ANN neighbours) that took it, and gets no exploration bonus
             (back-off states, :func:`jitrl_cli.core.advantage.estimate_advantages`).
-        avoid_deaths: a candidate no neighbour took, which ended an episode in a death from a state of the same
-            situation (location and inventory, :func:`adapters.state_key.situation_key`), is valued by that
-            situation's steps of it and gets no exploration bonus (deadly actions,
-            :func:`jitrl_cli.core.advantage.estimate_advantages`); text games only.
+        avoid_deaths: a candidate this world state's own steps never took, which ended an episode in a death from a
+            state of the same situation (location and inventory, :func:`adapters.state_key.situation_key`), is valued
+            by all of that situation's steps of it, whatever the neighbours say, and gets no exploration bonus
+            (deadly actions, :func:`jitrl_cli.core.advantage.estimate_advantages`); text games only.
         prompt_inventory: the transcript shows what the player carries after every observation.
         history: the earlier actions (with the observations they led to) the transcript prompt shows before
             the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).

@@ -141,8 +141,8 @@ def inspect_state(
     this state never took by them, as ``play --backoff-states`` does. ``backoff_actions`` (web memories, whose actions
     are keys) values a candidate no neighbour took by the neighbours whose keys share its back-off key
     (:func:`adapters.web_observation.backoff_key`), as ``web --backoff-actions`` does. ``avoid_deaths`` (a text game's
-    state key) values a candidate no neighbour took, which killed in the state's situation (location and inventory),
-    by that situation's steps of it, as ``play --avoid-deaths`` does.
+    state key) values a candidate that this world state's steps never took, which killed in the state's situation
+    (location and inventory), by all of that situation's steps of it, as ``play --avoid-deaths`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
