@@ -24,8 +24,9 @@ declare -A FLAGS=(
   [returns-backup]="--returns backup"
   [step-rewards]="--step-rewards both"
   [avoid-deaths]="--avoid-deaths"
+  [avoid-deaths-own]="--avoid-deaths-own"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }

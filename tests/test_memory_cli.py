@@ -180,6 +180,28 @@ def test_inspect_avoid_deaths_values_an_action_by_a_death_in_the_same_place(tmp_
     assert avoid["params"]["avoid_deaths"] is True and plain["params"]["avoid_deaths"] is False
 
 
+def test_inspect_avoid_deaths_own_pools_a_world_states_own_survival_with_a_death_in_its_place(tmp_path):
+    """`memory inspect --step --avoid-deaths-own`: "north" from the bridge's stored world state W1 led on (G = 2); the
+    same move from the same place in another world state W2 met the grue (G = −20). `--avoid-deaths` leaves "north" to
+    W1's own step; `--avoid-deaths-own` counts both as chance outcomes: Q̂ = (2 − 20) / 2, backed off."""
+    emb = HashedNgramEmbedder()
+    bridge = "location: foot bridge | inventory: nothing | score: 0 | foot bridge. a wooden bridge over a ravine"
+    north = "location: path near stream | inventory: nothing | score: 0 | path near stream"
+    dark = "location: foot bridge | inventory: nothing | score: 0 | it is pitch black. you are likely to be eaten by a grue"
+    with MemoryStore(tmp_path, emb) as store:
+        store.write_episode(EpisodeRecord(uuid="ok", game="zork2", score=0, steps=2, params={"max_steps": 2}),
+                            [StepRecord(0, bridge, emb.embed(bridge), "north", 0.0, 2.0, world_hash="W1"),
+                             StepRecord(1, north, emb.embed(north), "wait", 4.0, 4.0, world_hash="W3")])
+        store.write_episode(EpisodeRecord(uuid="died", game="zork2", score=-10, steps=1, params={"max_steps": 60}),
+                            [StepRecord(0, dark, emb.embed(dark), "north", -20.0, -20.0, world_hash="W2")])
+    args = ("memory", "inspect", "--memory", str(tmp_path), "--step", "ok:0", "--json", "--exploration", "none")
+    own, pooled = ({a["action"]: a for a in json.loads(_ok(*args, flag).stdout)["actions"]}
+                   for flag in ("--avoid-deaths", "--avoid-deaths-own"))
+    assert (own["north"]["count"], own["north"]["q"], own["north"]["backed_off"]) == (1, 2.0, False)
+    assert (pooled["north"]["count"], pooled["north"]["backed_off"]) == (2, True)
+    assert pooled["north"]["q"] == pytest.approx(-9.0)
+
+
 @pytest.mark.slow
 def test_export_import_round_trip_without_duplicates(played, tmp_path):
     mem, _ = played

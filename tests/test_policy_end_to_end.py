@@ -203,6 +203,45 @@ def test_avoid_deaths_values_an_action_that_killed_in_this_place_by_that_death(t
     assert bridge_jumps(rows) and all(not c["backed_off"] and c["count"] == 0 for _, c in bridge_jumps(rows))
 
 
+def test_avoid_deaths_own_pools_this_world_states_own_steps_with_a_death_in_its_situation(tmp_path):
+    """`--avoid-deaths-own` on the real zork2 engine and model. One episode is played; then a death is stored for its
+    first action, taken in the same situation (the start's location and inventory) but another world state. Back at
+    the start, `--avoid-deaths` leaves that action to the start's neighbours, whose expectimax takes the best world state (Q̂ = G₀,
+    not backed off);
+    `--avoid-deaths-own` values it by both steps as chance outcomes: Q̂ = (G₀ + (−20)) / 2, backed off."""
+    import shutil
+
+    from adapters.state_key import situation_of
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "2", "--seed", "2", "--memory", str(mem))
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        key, action, ret = db.execute("SELECT state_key, action, ret FROM steps WHERE step = 0").fetchone()
+    emb = HashedNgramEmbedder()
+    dark = situation_of(key) + "score: 0 | it is pitch black. you are likely to be eaten by a grue."
+    with MemoryStore(mem, emb) as store:
+        store.write_episode(EpisodeRecord(uuid="eaten", game="zork2", score=-10, steps=1, params={"max_steps": 60}),
+                            [StepRecord(step=0, state_key=dark, embedding=emb.embed(dark), action=action, reward=-20.0,
+                                        ret=-20.0, world_hash="elsewhere")])
+    shutil.copytree(mem, tmp_path / "copy")
+
+    def first_step(memory, flag):
+        logs = tmp_path / f"logs{flag}"
+        proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "1", "--seed", "2", "--memory",
+                       str(memory), "--log-dir", str(logs), flag)
+        assert proc.returncode == 0, proc.stderr
+        row = json.loads(next(logs.glob("*.jsonl")).read_text().splitlines()[0])
+        return next(c for c in row["candidates"] if c["action"] == action)
+
+    own = first_step(tmp_path / "copy", "--avoid-deaths")
+    assert not own["backed_off"] and own["q"] == pytest.approx(ret)  # the ANN neighbours' max over world states
+    pooled = first_step(mem, "--avoid-deaths-own")
+    assert pooled["backed_off"] and pooled["count"] == 2 and pooled["q"] == pytest.approx((ret - 20.0) / 2)
+
+
 def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happened(tmp_path):
     """`--q-estimate expectimax` on the real engine and model: every logged Q̂ of a candidate taken from this world state
     by earlier episodes equals Σ_{s'} n(s')/n · max G over the steps that led to s', recomputed from memory.sqlite (s':

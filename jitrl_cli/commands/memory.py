@@ -208,6 +208,7 @@ def inspect(
     unseen_q: str = options.UNSEEN_Q,
     backoff_states: bool = options.BACKOFF_STATES,
     avoid_deaths: bool = options.AVOID_DEATHS,
+    avoid_deaths_own: bool = options.AVOID_DEATHS_OWN,
     backoff_actions: bool = typer.Option(False, "--backoff-actions/--no-backoff-actions", help="Web memories: value a candidate no neighbour took by the actions on the same kind of element (as `web --backoff-actions`, its default)."),
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
@@ -240,7 +241,8 @@ def inspect(
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
                                exact_match=exact_match, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
-                               backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths)
+                               backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths,
+                               avoid_deaths_own=avoid_deaths_own)
         if json_out:
             print(json.dumps(result.to_json()))
             return

@@ -98,7 +98,9 @@ one lucky survival (zork2's grue strikes in the dark one time in a few; "northea
 in 8 of seed 0's 30 episodes), and a new world state's ANN neighbours often hold none of the situation's steps at all
 (zork2's Foot Bridge after the wizard's visit: its long message makes the bridge's own steps dissimilar, cosine 0.23),
 so "jump" there got the bonus of an untried action. With no neighbours at all (V̂ = 0), such a candidate still gets
-A = Q̂ < 0.
+A = Q̂ < 0. With `--avoid-deaths-own` the caller passes the candidates this world state's own steps took as well,
+its own steps among them: the world-state hash holds no random seed, so five survivals of a move in zork's dark from
+one world state do not make it safe where the same move from another world state of the situation met the grue.
 
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
@@ -245,8 +247,8 @@ def estimate_advantages(
             by ``puct`` only.
         similar: N'(s), steps of similar states (not in ``neighbours``) that value the candidates no neighbour
             took (back-off states, module docstring); None or empty: none. Used only where ``neighbours`` is not empty.
-        deadly: steps of this state's situation, of actions that died there and that this world state's own steps
-            never took (deadly actions, module docstring); they value their candidates instead of ``neighbours``,
+        deadly: steps of this state's situation, of actions that died there (and, unless `--avoid-deaths-own`, that
+            this world state's own steps never took; deadly actions, module docstring); they value their candidates instead of ``neighbours``,
             ``similar`` and the back-off keys; None or empty: none.
 
     Returns:

@@ -484,10 +484,11 @@ class Agent:
                                                  ctx.backed, cfg.fill_neighbours, similar=cfg.backoff_states)
             neighbours, similar = as_neighbours(steps), as_neighbours(near)
         deadly: list[Neighbour] = []
-        if ctx.use_memory and cfg.avoid_deaths and info.get("location") is not None:  # text games: where and what it carries
+        avoid_deaths = cfg.avoid_deaths or cfg.avoid_deaths_own
+        if ctx.use_memory and avoid_deaths and info.get("location") is not None:  # text games: where and what it carries
             situation = situation_key(info["location"], info["inventory"])
-            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed,
-                                                    info["state_hash"]))
+            own_world = None if cfg.avoid_deaths_own else info["state_hash"]  # --avoid-deaths-own: no action is left to it
+            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed, own_world))
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)

@@ -21,7 +21,8 @@ from jitrl_cli.llm.scoring import Prior
 #: probability λ 0.65), γ 0.5, β 3, k 10, and none of jitrl's additions (exact match, cycle avoidance).
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
-                  "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False}
+                  "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
+                  "avoid_deaths_own": False}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -95,6 +96,10 @@ class AgentConfig:
             state of the same situation (location and inventory, :func:`adapters.state_key.situation_key`), is valued
             by all of that situation's steps of it, whatever the neighbours say, and gets no exploration bonus
             (deadly actions, :func:`jitrl_cli.core.advantage.estimate_advantages`); text games only.
+        avoid_deaths_own: ``avoid_deaths`` (implied) also for the candidates this world state's own steps took: they
+            count among the situation's steps, as chance outcomes. For deaths that strike one time in several from
+            the same world state (zork's grue in the dark): a world state whose own steps survived an action five
+            times still values it by the death another state of its situation met (the hash holds no random seed).
         prompt_inventory: the transcript shows what the player carries after every observation.
         history: the earlier actions (with the observations they led to) the transcript prompt shows before
             the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).
@@ -127,6 +132,7 @@ class AgentConfig:
     backoff_actions: bool = False
     backoff_states: bool = False
     avoid_deaths: bool = False
+    avoid_deaths_own: bool = False
     prompt_inventory: bool = False
     history: int | None = None
 

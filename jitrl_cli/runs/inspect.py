@@ -125,6 +125,7 @@ def inspect_state(
     backoff_states: bool = False,
     backoff_actions: bool = False,
     avoid_deaths: bool = False,
+    avoid_deaths_own: bool = False,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -142,7 +143,9 @@ def inspect_state(
     are keys) values a candidate no neighbour took by the neighbours whose keys share its back-off key
     (:func:`adapters.web_observation.backoff_key`), as ``web --backoff-actions`` does. ``avoid_deaths`` (a text game's
     state key) values a candidate that this world state's steps never took, which killed in the state's situation
-    (location and inventory), by all of that situation's steps of it, as ``play --avoid-deaths`` does.
+    (location and inventory), by all of that situation's steps of it, as ``play --avoid-deaths`` does;
+    ``avoid_deaths_own`` (implies ``avoid_deaths``) does it for the candidates this world state took too, as
+    ``play --avoid-deaths-own`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
@@ -153,9 +156,9 @@ def inspect_state(
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
     candidates = list(dict.fromkeys([normalize_action(n.action) for n in neighbours + similar] +
                                     [normalize_action(a) for a in extra_actions or []]))
-    situation = situation_of(state.state_key) if avoid_deaths else None
-    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed,
-                                            state.world_hash)) if situation else []
+    situation = situation_of(state.state_key) if avoid_deaths or avoid_deaths_own else None
+    own_world = None if avoid_deaths_own else state.world_hash
+    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed, own_world)) if situation else []
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate, unseen_q=unseen_q, similar=similar,
                               backoff=backoff_key if backoff_actions else None, deadly=deadly)
@@ -173,4 +176,4 @@ def inspect_state(
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
                        "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states, "backoff_actions": backoff_actions,
-                       "avoid_deaths": avoid_deaths})
+                       "avoid_deaths": avoid_deaths or avoid_deaths_own, "avoid_deaths_own": avoid_deaths_own})

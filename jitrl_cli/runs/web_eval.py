@@ -128,7 +128,7 @@ def web_settings(given: Collection[str] | None) -> dict[str, Any]:
     ``given``: the names (parameter names) of the options given on the command line; None: every option was given.
     """
     out = AgentConfig.typed(**{name: value for name, value in WEB_DEFAULTS.items() if not _given(given, name)})
-    for flag in ("exact_match", "replay_best", "backoff_states", "avoid_deaths"):
+    for flag in ("exact_match", "replay_best", "backoff_states", "avoid_deaths", "avoid_deaths_own"):
         if not _given(given, flag):
             out[flag] = False
     return out
