@@ -25,8 +25,9 @@ declare -A FLAGS=(
   [step-rewards]="--step-rewards both"
   [avoid-deaths]="--avoid-deaths"
   [avoid-deaths-own]="--avoid-deaths-own"
+  [avoid-deaths-h2]="--avoid-deaths-own --avoid-deaths-horizon 2"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }

@@ -991,6 +991,21 @@ class MemoryStore:
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 
+    def episode_deaths(self, episode_ids: Iterable[int]) -> dict[int, int]:
+        """Of the given episodes, those that ended in a death: episode id → the step index of its last step.
+
+        A death is an episode that ended before its step limit with a negative reward at its last step (the death
+        penalty, a lost game), as :data:`TERMINAL` marks its last step's successor. Episodes that did not die, or are
+        not stored, are left out; {} when ``episode_ids`` is empty.
+        """
+        ids = sorted({int(i) for i in episode_ids})
+        if not ids:
+            return {}
+        rows = self.read("SELECT e.id, s.step FROM episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
+                         " WHERE e.steps < json_extract(e.params, '$.max_steps') AND s.reward < 0"
+                         f" AND e.id IN ({','.join('?' * len(ids))})", ids)
+        return {int(i): int(t) for i, t in rows}
+
     def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:
         """The task of each stored step's episode (its ``params["task"]``; None where it was not recorded)."""
         ids = sorted({int(i) for i in step_ids if int(i) >= 0})

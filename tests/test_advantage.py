@@ -189,6 +189,23 @@ def test_deadly_actions_are_valued_by_every_step_of_their_situation_whatever_the
     assert alone.normalized.tolist() == [0.0, 0.0, -1.0, 0.0]
 
 
+def test_deadly_mean_values_the_move_into_a_trap_by_its_mean_return_not_the_best_per_next_state():
+    # zork2's formal garden: "west" leads into the dark Path Near Stream (the same next world state "P" every time);
+    # once the agent survived the grue there to the end of the episode (G = 0), three times it died at the next step
+    # (G = −19). The expectimax takes the best return per next state, 0, as if the survival were the agent's choice;
+    # with the continuation as chance (`--avoid-deaths-horizon` > 1) Q̂ is the mean, −14.25
+    candidates = ["north", "west"]
+    neighbours = [nb("north", 0.0), nb("west", 0.0)]
+    trap = [Neighbour("west", g, world=w, outcome="P") for g, w in ((0.0, "A"), (-19.0, "A"), (-19.0, "B"), (-19.0, "C"))]
+    best = estimate_advantages(candidates, neighbours, exploration="none", q_estimate="expectimax", deadly=trap)
+    assert best.q[1] == pytest.approx(0.0) and best.counts[1] == 4
+    for q_estimate in ("expectimax", "max", "mean"):
+        est = estimate_advantages(candidates, neighbours, exploration="none", q_estimate=q_estimate, deadly=trap,
+                                  deadly_mean=True)
+        assert est.q[1] == pytest.approx(-14.25) and est.backed_off.tolist() == [False, True]
+        assert est.normalized.tolist() == pytest.approx([0.0, -1.0])
+
+
 def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     # "take egg" began the best trajectory once, but this episode it already led from here straight back into a
     # state visited before (it closed a cycle)

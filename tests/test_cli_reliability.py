@@ -60,6 +60,9 @@ BAD_NUMBERS = [
     (["memory", "inspect", "--gamma", "2"], "--gamma must be in [0, 1]"),
     (["memory", "inspect", "--min-similarity", "nan"], "--min-similarity must be in [-1, 1]"),
     (["memory", "inspect", "--k", "-1"], "--k must be at least 1"),
+    (["play", "zork1", "--avoid-deaths-horizon", "0"], "--avoid-deaths-horizon must be an integer >= 1, got 0"),
+    (["eval", "zork1", "--avoid-deaths-horizon", "-1"], "--avoid-deaths-horizon must be an integer >= 1"),
+    (["memory", "inspect", "--avoid-deaths-horizon", "0"], "--avoid-deaths-horizon must be an integer >= 1"),
 ]
 
 

@@ -227,6 +227,13 @@ def test_situation_deaths_are_the_steps_of_actions_that_killed_in_this_place_wit
     # an action taken from this very world state is left to the state's own steps (episode b jumped from b0)
     assert situation_deaths(store, "zork2", here, ["jump", "look"], world_hash="b0") == []
     assert len(situation_deaths(store, "zork2", here, ["jump"], world_hash="b1")) == 2
+    # the episodes that died, and their last steps (b and e were cut at their step limits; 99 is not stored)
+    assert store.episode_deaths([1, 2, 3, 4, 5, 99]) == {1: 1, 3: 1, 4: 0} and store.episode_deaths([]) == {}
+    # horizon 2: "north" was taken here one step before episode a's death, so it is deadly too
+    assert situation_deaths(store, "zork2", here, ["north"]) == []
+    assert [(h.episode_id, h.step, h.action) for h in situation_deaths(store, "zork2", here, ["north"], horizon=2)] == [
+        (1, 0, "north")]
+    assert [h.action for h in situation_deaths(store, "zork2", here, ["north", "wait"], horizon=5)] == ["north"]
     store.close()
 
 

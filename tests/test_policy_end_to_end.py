@@ -242,6 +242,50 @@ def test_avoid_deaths_own_pools_this_world_states_own_steps_with_a_death_in_its_
     assert pooled["backed_off"] and pooled["count"] == 2 and pooled["q"] == pytest.approx((ret - 20.0) / 2)
 
 
+def test_avoid_deaths_horizon_values_the_move_into_a_trap_by_the_death_that_followed(tmp_path):
+    """`--avoid-deaths-horizon 2` on the real zork2 engine and model. One episode is played; then an episode is stored
+    that took, from the start's situation (another world state), a candidate the start never took, and died at its
+    next step, in the dark (G = −20·0.95 at the first step). Back at the start, with the default horizon 1 that
+    candidate is not deadly (not backed off); with horizon 2 it is valued by that step: Q̂ = −19, backed off."""
+    import shutil
+
+    from adapters.state_key import situation_of
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    mem, logs = tmp_path / "mem", tmp_path / "logs"
+    proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "2", "--seed", "2", "--memory", str(mem),
+                   "--log-dir", str(logs))
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(next(logs.glob("*.jsonl")).read_text().splitlines()[0])
+    entrance = "take sword"  # a candidate at the start that the first episode did not take there (it went south)
+    assert first["action"] != entrance and entrance in [c["action"] for c in first["candidates"]]
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        (key,) = db.execute("SELECT state_key FROM steps WHERE step = 0").fetchone()
+    emb = HashedNgramEmbedder()
+    before = situation_of(key) + "score: 0 | a quiet moment at the start"
+    dark = "location: dark place | inventory: nothing | score: 0 | it is pitch black. you are likely to be eaten by a grue."
+    with MemoryStore(mem, emb) as store:
+        store.write_episode(EpisodeRecord(uuid="trapped", game="zork2", score=-10, steps=2, params={"max_steps": 60}),
+                            [StepRecord(step=0, state_key=before, embedding=emb.embed(before), action=entrance,
+                                        reward=0.0, ret=-19.0, world_hash="elsewhere"),
+                             StepRecord(step=1, state_key=dark, embedding=emb.embed(dark), action="north",
+                                        reward=-20.0, ret=-20.0, world_hash="dark")])
+    shutil.copytree(mem, tmp_path / "copy")
+
+    def first_step(memory, *flags):
+        out = tmp_path / f"logs{len(flags)}"
+        proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "1", "--seed", "2", "--memory",
+                       str(memory), "--log-dir", str(out), "--avoid-deaths", *flags)
+        assert proc.returncode == 0, proc.stderr
+        row = json.loads(next(out.glob("*.jsonl")).read_text().splitlines()[0])
+        return next(c for c in row["candidates"] if c["action"] == entrance)
+
+    assert not first_step(tmp_path / "copy")["backed_off"]
+    trap = first_step(mem, "--avoid-deaths-horizon", "2")
+    assert trap["backed_off"] and trap["count"] == 1 and trap["q"] == pytest.approx(-19.0)
+
+
 def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happened(tmp_path):
     """`--q-estimate expectimax` on the real engine and model: every logged Q̂ of a candidate taken from this world state
     by earlier episodes equals Σ_{s'} n(s')/n · max G over the steps that led to s', recomputed from memory.sqlite (s':

@@ -209,6 +209,7 @@ def inspect(
     backoff_states: bool = options.BACKOFF_STATES,
     avoid_deaths: bool = options.AVOID_DEATHS,
     avoid_deaths_own: bool = options.AVOID_DEATHS_OWN,
+    avoid_deaths_horizon: int = options.AVOID_DEATHS_HORIZON,
     backoff_actions: bool = typer.Option(False, "--backoff-actions/--no-backoff-actions", help="Web memories: value a candidate no neighbour took by the actions on the same kind of element (as `web --backoff-actions`, its default)."),
     action: list[str] = typer.Option([], "--action", help="Extra candidate action(s) to evaluate (repeatable)."),
     json_out: bool = JSON_OPTION,
@@ -220,7 +221,8 @@ def inspect(
     if state is not None and step is not None:
         raise UserError("give --state or --step, not both")
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
-                  returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q)
+                  returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q,
+                  avoid_deaths_horizon=avoid_deaths_horizon)
     if Exploration(exploration) is Exploration.puct:
         raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
                         "use none, ucb or paper")
@@ -242,7 +244,7 @@ def inspect(
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
                                exact_match=exact_match, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
                                backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths,
-                               avoid_deaths_own=avoid_deaths_own)
+                               avoid_deaths_own=avoid_deaths_own, avoid_deaths_horizon=avoid_deaths_horizon)
         if json_out:
             print(json.dumps(result.to_json()))
             return

@@ -73,6 +73,7 @@ BACKOFF_ACTIONS = typer.Option(WEB_DEFAULTS["backoff_actions"], "--backoff-actio
 BACKOFF_STATES = typer.Option(True, "--backoff-states/--no-backoff-states", help="With --exact-match: a candidate never taken in this very world state is valued by what it did in similar states (the ANN neighbours) and gets no exploration bonus, so an action that killed in every similar state is not tried again in each new one.")
 AVOID_DEATHS = typer.Option(False, "--avoid-deaths/--no-avoid-deaths", help="A candidate never taken from this very world state, which killed the player in the same place carrying the same things before (jump on a bridge over a ravine), is valued by every step of that place and inventory that took it (deaths weighted by how often they happened) and gets no exploration bonus, whatever else differs in the world.")
 AVOID_DEATHS_OWN = typer.Option(False, "--avoid-deaths-own/--no-avoid-deaths-own", help="--avoid-deaths (implied), also for a candidate this very world state took before: its own steps count among the place's, as chance outcomes (the grue in the dark kills one move in several; surviving it five times does not make the move safe).")
+AVOID_DEATHS_HORIZON = typer.Option(1, "--avoid-deaths-horizon", help="With --avoid-deaths: an action counts as deadly in a place where it was among the last H steps of an episode that died (1: the step that died; 2: also the move into a dark place from which every move met the grue); with H > 1 such an action is valued by the mean return of that place's steps of it.")
 PROMPT_INVENTORY = typer.Option(False, "--prompt-inventory/--no-prompt-inventory", help="Show what the player carries after every observation in the model's transcript.")
 HISTORY = typer.Option(None, "--history", help="Earlier actions the model's transcript shows before the current observation (0: none, only the page or room it is in; default: all that fit the context). A small model tends to copy its last action; a short window stops that.")
 WEB_HISTORY = typer.Option(WEB_DEFAULTS["history"], "--history", help="Earlier actions the model's prompt shows before the current page (default 0: none; a large N shows all that fit the context). A small model tends to copy its last action.")
@@ -95,7 +96,7 @@ GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
-    "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
+    "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "avoid_deaths_horizon": AVOID_DEATHS_HORIZON, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the web defaults (``WEB_DEFAULTS``).

@@ -101,6 +101,10 @@ so "jump" there got the bonus of an untried action. With no neighbours at all (V
 A = Q̂ < 0. With `--avoid-deaths-own` the caller passes the candidates this world state's own steps took as well,
 its own steps among them: the world-state hash holds no random seed, so five survivals of a move in zork's dark from
 one world state do not make it safe where the same move from another world state of the situation met the grue.
+With `--avoid-deaths-horizon` H > 1 a candidate is deadly where it was among the last H steps of an episode that died
+(the move into a trap: zork2's dark Path Near Stream, where every move has met the grue), and it is valued by the mean
+return of the situation's steps of it (``deadly_mean``): the death came after a later choice, so the expectimax's best
+return per next state would credit the agent with the one later move that happened to survive the grue.
 
 Finally Ã = A / max_a |A(s,a)| (paper §4.2, "normalised advantage"); all-zero stays zero.
 
@@ -222,6 +226,7 @@ def estimate_advantages(
     prior: Sequence[float] | None = None,
     similar: Sequence[Neighbour] | None = None,
     deadly: Sequence[Neighbour] | None = None,
+    deadly_mean: bool = False,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -250,6 +255,8 @@ def estimate_advantages(
         deadly: steps of this state's situation, of actions that died there (and, unless `--avoid-deaths-own`, that
             this world state's own steps never took; deadly actions, module docstring); they value their candidates instead of ``neighbours``,
             ``similar`` and the back-off keys; None or empty: none.
+        deadly_mean: value the ``deadly`` candidates by the mean return of their steps, whatever ``q_estimate``: each
+            step's whole continuation is chance (`--avoid-deaths-horizon` > 1, module docstring).
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
@@ -288,7 +295,10 @@ def estimate_advantages(
     if similar and neighbours and not stats[0].all():
         stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
     if deadly:  # one situation: its world states are chance, and Q̂ under max is its expectimax too
-        counts, sums, _, expectimax = _count_returns(candidates, [dataclasses.replace(nb, world="") for nb in deadly])
+        # deadly_mean: every step its own outcome, so that the expectimax is the mean return
+        chance = [dataclasses.replace(nb, world="", outcome=f"#{j}" if deadly_mean else nb.outcome)
+                  for j, nb in enumerate(deadly)]
+        counts, sums, _, expectimax = _count_returns(candidates, chance)
         took = counts > 0
         stats = tuple(np.where(took, b, a) for a, b in zip(stats, (counts, sums, expectimax, expectimax)))
         backed_off = backed_off | took

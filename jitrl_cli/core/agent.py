@@ -488,7 +488,8 @@ class Agent:
         if ctx.use_memory and avoid_deaths and info.get("location") is not None:  # text games: where and what it carries
             situation = situation_key(info["location"], info["inventory"])
             own_world = None if cfg.avoid_deaths_own else info["state_hash"]  # --avoid-deaths-own: no action is left to it
-            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed, own_world))
+            deadly = as_neighbours(situation_deaths(self.store, ctx.namespace, situation, match, ctx.backed, own_world,
+                                                    cfg.avoid_deaths_horizon))
         cross_task = None
         if neighbours and ctx.task is not None:  # the paper's cross-task share: neighbours from other tasks' episodes
             tasks = self.store.step_tasks(n.step_id for n in neighbours)
@@ -505,7 +506,7 @@ class Agent:
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
             unseen_q=cfg.unseen_q, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
-            similar=similar, deadly=deadly,
+            similar=similar, deadly=deadly, deadly_mean=cfg.avoid_deaths_horizon > 1,
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)

@@ -22,7 +22,7 @@ from jitrl_cli.llm.scoring import Prior
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
-                  "avoid_deaths_own": False}
+                  "avoid_deaths_own": False, "avoid_deaths_horizon": 1}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -100,6 +100,10 @@ class AgentConfig:
             count among the situation's steps, as chance outcomes. For deaths that strike one time in several from
             the same world state (zork's grue in the dark): a world state whose own steps survived an action five
             times still values it by the death another state of its situation met (the hash holds no random seed).
+        avoid_deaths_horizon: H, with ``avoid_deaths``: an action is deadly in a situation where a step of it there was
+            among the last H steps of an episode that died (1: the step that died; more: also the move into a trap,
+            such as zork's dark, from which every move met the grue; :func:`jitrl_cli.core.retrieval.situation_deaths`);
+            with H > 1 a deadly action is valued by the mean return of the situation's steps of it (``deadly_mean``).
         prompt_inventory: the transcript shows what the player carries after every observation.
         history: the earlier actions (with the observations they led to) the transcript prompt shows before
             the current observation; None: all that fit the context, 0: none (:class:`jitrl_cli.llm.prompt.TranscriptPrompt`).
@@ -133,6 +137,7 @@ class AgentConfig:
     backoff_states: bool = False
     avoid_deaths: bool = False
     avoid_deaths_own: bool = False
+    avoid_deaths_horizon: int = 1
     prompt_inventory: bool = False
     history: int | None = None
 

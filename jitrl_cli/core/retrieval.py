@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from jitrl_cli.core.advantage import Neighbour, normalize_action
-from memories.store import TERMINAL, MemoryStore, RetrievedStep
+from memories.store import MemoryStore, RetrievedStep
 
 
 def retrieve_steps(
@@ -66,10 +66,11 @@ def retrieve_neighbourhood(
 
 def situation_deaths(
     store: MemoryStore, namespace: str, situation: str, actions: list[str], returns: dict[int, float] | None = None,
-    world_hash: str | None = None,
+    world_hash: str | None = None, horizon: int = 1,
 ) -> list[RetrievedStep]:
     """The stored steps, taken in this situation, of the actions that ended an episode in a death there at least once
-    and were never taken from this very world state: the steps `--avoid-deaths` values those actions by
+    (or, with ``horizon`` H, were among the last H steps of an episode that died) and were never taken from this very
+    world state: the steps `--avoid-deaths` values those actions by
     (:func:`jitrl_cli.core.advantage.estimate_advantages`, ``deadly``). A death is a last step that ended its episode
     before the step limit (:data:`memories.store.TERMINAL`) with a negative reward (the death penalty, a lost game).
 
@@ -81,6 +82,9 @@ def situation_deaths(
         returns: step id → return to report instead of the stored G (as :func:`retrieve_steps`).
         world_hash: the state's own world-state hash: an action taken from it (a step of this situation with this
             hash) is left to the state's own steps; None: none is.
+        horizon: H ≥ 1: an action counts as deadly where a step of it in this situation was one of the last H steps of
+            an episode that ended in a death (1: the step that died; 3: also the two steps before it, such as the move
+            into zork's dark that left the player a choice only among moves that meet the grue).
 
     Returns:
         every step of those actions in this situation, the deaths and the others (survivals count in Q̂), oldest first;
@@ -88,7 +92,9 @@ def situation_deaths(
     """
     steps = store.query_situation(namespace, situation, [normalize_action(a) for a in actions])
     own = {normalize_action(h.action) for h in steps if world_hash is not None and h.world_hash == world_hash}
-    deadly = {normalize_action(h.action) for h in steps if h.next_world == TERMINAL and h.reward < 0} - own
+    died = store.episode_deaths(h.episode_id for h in steps)  # episode → its last step, for those that died
+    deadly = {normalize_action(h.action) for h in steps if h.episode_id in died and died[h.episode_id] - h.step < horizon}
+    deadly -= own
     steps = [h for h in steps if normalize_action(h.action) in deadly]
     if returns:
         steps = [dataclasses.replace(h, ret=returns.get(h.id, h.ret)) for h in steps]

@@ -56,6 +56,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "death_penalty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
     "novelty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
     "history": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0"),
+    "avoid_deaths_horizon": (_finite(lambda v: v >= 1 and v == int(v)), "an integer >= 1"),
 }
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {

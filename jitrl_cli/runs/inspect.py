@@ -126,6 +126,7 @@ def inspect_state(
     backoff_actions: bool = False,
     avoid_deaths: bool = False,
     avoid_deaths_own: bool = False,
+    avoid_deaths_horizon: int = 1,
 ) -> Inspection:
     """Retrieve N(s) and estimate A(s,a) as the agent does (paper §4.2, eqs. 4–6).
 
@@ -145,7 +146,8 @@ def inspect_state(
     state key) values a candidate that this world state's steps never took, which killed in the state's situation
     (location and inventory), by all of that situation's steps of it, as ``play --avoid-deaths`` does;
     ``avoid_deaths_own`` (implies ``avoid_deaths``) does it for the candidates this world state took too, as
-    ``play --avoid-deaths-own`` does.
+    ``play --avoid-deaths-own`` does, and ``avoid_deaths_horizon`` counts the last H steps of a death as deadly, as
+    ``play --avoid-deaths-horizon`` does.
     """
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
@@ -158,10 +160,12 @@ def inspect_state(
                                     [normalize_action(a) for a in extra_actions or []]))
     situation = situation_of(state.state_key) if avoid_deaths or avoid_deaths_own else None
     own_world = None if avoid_deaths_own else state.world_hash
-    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed, own_world)) if situation else []
+    deadly = as_neighbours(situation_deaths(store, state.game, situation, candidates, backed, own_world,
+                                            avoid_deaths_horizon)) if situation else []
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate, unseen_q=unseen_q, similar=similar,
-                              backoff=backoff_key if backoff_actions else None, deadly=deadly)
+                              backoff=backoff_key if backoff_actions else None, deadly=deadly,
+                              deadly_mean=avoid_deaths_horizon > 1)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
@@ -176,4 +180,5 @@ def inspect_state(
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
                        "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states, "backoff_actions": backoff_actions,
-                       "avoid_deaths": avoid_deaths or avoid_deaths_own, "avoid_deaths_own": avoid_deaths_own})
+                       "avoid_deaths": avoid_deaths or avoid_deaths_own, "avoid_deaths_own": avoid_deaths_own,
+                       "avoid_deaths_horizon": avoid_deaths_horizon})
