@@ -245,8 +245,10 @@ def test_avoid_deaths_own_pools_this_world_states_own_steps_with_a_death_in_its_
 def test_avoid_deaths_horizon_values_the_move_into_a_trap_by_the_death_that_followed(tmp_path):
     """`--avoid-deaths-horizon 2` on the real zork2 engine and model. One episode is played; then an episode is stored
     that took, from the start's situation (another world state), a candidate the start never took, and died at its
-    next step, in the dark (G = −20·0.95 at the first step). Back at the start, with the default horizon 1 that
-    candidate is not deadly (not backed off); with horizon 2 it is valued by that step: Q̂ = −19, backed off."""
+    next step, in the dark (G = −20·0.95 at the first step), and one that took it into the same dark world state and
+    survived there (G = 0). Back at the start, with the default horizon 1 that candidate is not deadly (not backed
+    off); with horizon 2 it is valued by the mean of both steps' returns: Q̂ = −9.5 (the expectimax would give 0, the
+    best return after that next state), backed off."""
     import shutil
 
     from adapters.state_key import situation_of
@@ -271,6 +273,11 @@ def test_avoid_deaths_horizon_values_the_move_into_a_trap_by_the_death_that_foll
                                         reward=0.0, ret=-19.0, world_hash="elsewhere"),
                              StepRecord(step=1, state_key=dark, embedding=emb.embed(dark), action="north",
                                         reward=-20.0, ret=-20.0, world_hash="dark")])
+        store.write_episode(EpisodeRecord(uuid="lucky", game="zork2", score=0, steps=2, params={"max_steps": 2}),
+                            [StepRecord(step=0, state_key=before, embedding=emb.embed(before), action=entrance,
+                                        reward=0.0, ret=0.0, world_hash="elsewhere too"),
+                             StepRecord(step=1, state_key=dark, embedding=emb.embed(dark), action="north",
+                                        reward=0.0, ret=0.0, world_hash="dark")])
     shutil.copytree(mem, tmp_path / "copy")
 
     def first_step(memory, *flags):
@@ -283,7 +290,7 @@ def test_avoid_deaths_horizon_values_the_move_into_a_trap_by_the_death_that_foll
 
     assert not first_step(tmp_path / "copy")["backed_off"]
     trap = first_step(mem, "--avoid-deaths-horizon", "2")
-    assert trap["backed_off"] and trap["count"] == 1 and trap["q"] == pytest.approx(-19.0)
+    assert trap["backed_off"] and trap["count"] == 2 and trap["q"] == pytest.approx(-9.5)
 
 
 def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happened(tmp_path):
