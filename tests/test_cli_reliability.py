@@ -63,6 +63,9 @@ BAD_NUMBERS = [
     (["play", "zork1", "--avoid-deaths-horizon", "0"], "--avoid-deaths-horizon must be an integer >= 1, got 0"),
     (["eval", "zork1", "--avoid-deaths-horizon", "-1"], "--avoid-deaths-horizon must be an integer >= 1"),
     (["memory", "inspect", "--avoid-deaths-horizon", "0"], "--avoid-deaths-horizon must be an integer >= 1"),
+    (["play", "zork1", "--avoid-deaths-horizon", "2"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
+    (["eval", "zork1", "--avoid-deaths-horizon", "3"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
+    (["memory", "inspect", "--avoid-deaths-horizon", "2"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
 ]
 
 

@@ -18,7 +18,7 @@ from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
-from jitrl_cli.core.validation import check_options
+from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options
 from jitrl_cli.paths import default_memory_dir
 from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
 from memories.embedding import get_embedder
@@ -223,6 +223,7 @@ def inspect(
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
                   returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q,
                   avoid_deaths_horizon=avoid_deaths_horizon)
+    check_avoid_deaths_horizon(avoid_deaths_horizon, avoid_deaths, avoid_deaths_own)
     if Exploration(exploration) is Exploration.puct:
         raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
                         "use none, ucb or paper")

@@ -13,7 +13,7 @@ from typing import Any
 from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.reflection import StepRewards
-from jitrl_cli.core.validation import check_options, has_rule
+from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options, has_rule
 from jitrl_cli.llm.scoring import Prior
 
 
@@ -152,7 +152,8 @@ class AgentConfig:
         Fields not given keep their defaults. Used by every command that takes the learning options.
 
         Raises:
-            UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`).
+            UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`), or
+                ``--avoid-deaths-horizon`` above 1 without ``--avoid-deaths`` or ``--avoid-deaths-own``.
             TypeError: a name that is no field (a programming error).
         """
         known = {f.name: f for f in fields(cls)}
@@ -160,6 +161,8 @@ class AgentConfig:
         if unknown:
             raise TypeError(f"AgentConfig has no field {', '.join(unknown)}")
         check_options(**{name: value for name, value in values.items() if has_rule(name)})
+        given = {f.name: f.default for f in fields(cls)} | values
+        check_avoid_deaths_horizon(given["avoid_deaths_horizon"], given["avoid_deaths"], given["avoid_deaths_own"])
         return cls(**cls.typed(**values))
 
     @classmethod

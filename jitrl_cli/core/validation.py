@@ -75,6 +75,16 @@ def has_rule(name: str) -> bool:
     return name in _RULES or name in _CHOICES
 
 
+def check_avoid_deaths_horizon(horizon: int, avoid_deaths: bool, avoid_deaths_own: bool) -> None:
+    """``--avoid-deaths-horizon`` above 1 acts only with ``--avoid-deaths`` or ``--avoid-deaths-own``.
+
+    Raises:
+        UserError: a horizon above 1 without either flag.
+    """
+    if horizon > 1 and not (avoid_deaths or avoid_deaths_own):
+        raise UserError("--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own")
+
+
 def check_options(**values: Any) -> None:
     """Validate the given options (parameter names, e.g. ``gamma=0.95``), in order.
 
