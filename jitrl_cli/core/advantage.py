@@ -253,8 +253,8 @@ def estimate_advantages(
         similar: N'(s), steps of similar states (not in ``neighbours``) that value the candidates no neighbour
             took (back-off states, module docstring); None or empty: none. Used only where ``neighbours`` is not empty.
         deadly: steps of this state's situation, of actions that died there (and, unless `--avoid-deaths-own`, that
-            this world state's own steps never took; deadly actions, module docstring); they value their candidates instead of ``neighbours``,
-            ``similar`` and the back-off keys; None or empty: none.
+            this world state's own steps never took; deadly actions, module docstring); they value their candidates
+            instead of ``neighbours``, ``similar`` and the back-off keys; None or empty: none.
         deadly_mean: value the ``deadly`` candidates by the mean return of their steps, whatever ``q_estimate``: each
             step's whole continuation is chance (`--avoid-deaths-horizon` > 1, module docstring).
 
