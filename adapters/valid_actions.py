@@ -6,13 +6,26 @@ in a dedicated child process holding its own emulator: the parent sends the
 emulator state, the child restores it and answers with the valid actions. A call
 that takes longer than the timeout kills the child (a fresh one is started on the
 next call) and returns ``None``.
+
+The child runs with a fixed string-hash seed (``PYTHONHASHSEED=0``). Jericho collects the interactive objects'
+names in a ``set`` and keeps, of the candidate actions that change the world alike, the first in that set's
+order (``FrotzEnv.get_valid_actions``: ``max(group, key=verb_usage_count)`` returns the first of a tie). With
+Python's per-process hash randomisation the same state therefore gave "look around sword" in one run and
+"look around brass" in another (zork2's first room), so two runs of one seed drifted apart from the first step
+on and a lever that never acted still changed the run. With the seed fixed, a seed replays exactly.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import multiprocessing.connection
+import os
+import threading
 from typing import Any
+
+#: The child's string-hash seed: any fixed value makes Jericho's answer the same in every run (module docstring).
+HASH_SEED = "0"
+_ENV_LOCK = threading.Lock()  # the child inherits os.environ as it is when it starts; one start at a time sets it
 
 
 def _serve(conn: multiprocessing.connection.Connection, rom_path: str, seed: int | None) -> None:
@@ -69,7 +82,16 @@ class ValidActionFinder:
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(target=_serve, args=(child, self.rom_path, self.seed), daemon=True)
-        proc.start()
+        with _ENV_LOCK:
+            before = os.environ.get("PYTHONHASHSEED")
+            os.environ["PYTHONHASHSEED"] = HASH_SEED
+            try:
+                proc.start()
+            finally:
+                if before is None:
+                    del os.environ["PYTHONHASHSEED"]
+                else:
+                    os.environ["PYTHONHASHSEED"] = before
         child.close()
         # Start-up (imports, spaCy) gets a generous allowance of its own.
         if not parent.poll(max(60.0, self.timeout)):
