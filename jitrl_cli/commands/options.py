@@ -53,6 +53,7 @@ STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the return
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
+SAFE_CYCLES = typer.Option(False, "--safe-cycles/--no-safe-cycles", help="With --avoid-cycles: where every other candidate is a known loss (tried, with a negative remembered value: a death among its outcomes), an action that closed a cycle keeps its own advantage: walking the cycle again costs steps, the loss costs points.")
 WEB_AVOID_CYCLES = typer.Option(WEB_DEFAULTS["avoid_cycles"], "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same page straight back to a page already seen (it closed a cycle: selecting the selected option again, ticking and unticking a box).")
 _UNSEEN_Q_HELP = ("Where Q̂ starts for a candidate no neighbour took, before any exploration bonus: value (V̂, the paper: A = 0), "
                   "optimistic (max(V̂, 0): returns dragged below 0 by later deaths do not stop exploration), zero (0: "
@@ -95,7 +96,7 @@ VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seco
 GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
-    "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES,
+    "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES, "safe_cycles": SAFE_CYCLES,
     "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "avoid_deaths_horizon": AVOID_DEATHS_HORIZON, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }

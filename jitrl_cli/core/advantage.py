@@ -118,6 +118,14 @@ below every candidate"). In a deterministic game, closing the cycle
 again would repeat it; blocking only the closing action lets the agent walk the cycle once more
 and try something new at its end. The max estimate's optimism otherwise locks the
 agent into such cycles: each action of the cycle once began a good trajectory elsewhere.
+
+Safe cycles (our addition, ``safe_cycles``, `--safe-cycles`): where every fresh candidate is a known loss (seen, with
+Q̂(s,a) < 0: its remembered outcomes lose points on average, a death among them), cycle avoidance stands aside and
+the closing candidates keep their own Ã. A cycle costs steps; a known loss costs points. Without it, zork2's dark
+Path Near Stream, whose way back had closed a cycle (Ã −1), left only moves that had met the grue, and the least bad
+of them (Q̂ −3.3, one death in six) was taken again and again: four deaths by one move from one world state in one
+seed's 30 episodes. A candidate no step took (it has an exploration bonus, no Q̂ of its own) is not a known loss, so
+cycle avoidance still sends the agent to it.
 """
 
 from __future__ import annotations
@@ -227,6 +235,7 @@ def estimate_advantages(
     similar: Sequence[Neighbour] | None = None,
     deadly: Sequence[Neighbour] | None = None,
     deadly_mean: bool = False,
+    safe_cycles: bool = False,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -257,6 +266,8 @@ def estimate_advantages(
             instead of ``neighbours``, ``similar`` and the back-off keys; None or empty: none.
         deadly_mean: value the ``deadly`` candidates by the mean return of their steps, whatever ``q_estimate``: each
             step's whole continuation is chance (`--avoid-deaths-horizon` > 1, module docstring).
+        safe_cycles: where every candidate not ``repeated`` is a known loss (seen, Q̂ < 0), the ``repeated`` ones
+            are normalised with the others instead of getting Ã = −1 (safe cycles, module docstring).
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
@@ -323,6 +334,9 @@ def estimate_advantages(
             raw = raw + alpha * prior * math.sqrt(visits) / (counts + pending + 1)
         bonus[:] = True
         q[~seen] = value + raw[~seen]
+    fresh = ~repeated
+    if safe_cycles and repeated.any() and fresh.any() and bool(np.all(seen[fresh] & (q[fresh] < 0))):
+        repeated = np.zeros(n, dtype=bool)  # every fresh candidate is a known loss: the cycle is the safer way
     return AdvantageEstimate(value, q, counts, raw, _normalize(raw, repeated), bonus, n_nb, backed_off)
 
 

@@ -22,7 +22,7 @@ from jitrl_cli.llm.scoring import Prior
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
-                  "avoid_deaths_own": False, "avoid_deaths_horizon": 1}
+                  "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -75,6 +75,8 @@ class AgentConfig:
         avoid_cycles: an action that earlier in the episode led from the same world state (at the
             same score) straight back into a state already visited gets the lowest advantage (see
             :func:`jitrl_cli.core.advantage.estimate_advantages`).
+        safe_cycles: with ``avoid_cycles``, where every other candidate is a known loss (seen, Q̂ < 0), the
+            actions that closed a cycle keep their own advantage (safe cycles, :mod:`jitrl_cli.core.advantage`).
         unseen_q: where the Q̂ of a candidate unseen among the neighbours starts: V̂ (``value``, the paper),
             max(V̂, 0) (``optimistic``), 0 (``zero``) or min(V̂, 0) (``pessimistic``); see :mod:`jitrl_cli.core.advantage`.
         prior: how the LLM's token logits become the prior over the candidates
@@ -129,6 +131,7 @@ class AgentConfig:
     returns: ReturnEstimate = ReturnEstimate.mc
     fill_neighbours: bool = True
     avoid_cycles: bool = False
+    safe_cycles: bool = False
     unseen_q: UnseenQ = UnseenQ.value
     prior: Prior = Prior.sequence
     replay_best: bool = False
