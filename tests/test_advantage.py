@@ -224,6 +224,35 @@ def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
     assert est.normalized == pytest.approx([-1.0, -1.0])
 
 
+def test_safe_cycles_lets_the_way_back_beat_moves_that_lost():
+    # zork2's dark Path Near Stream (seed 1 of the defaults, episode 28 step 36): the way back ("southeast", G 0)
+    # closed a cycle earlier in the episode; every other move has lost (one death in six for "northeast", one in one
+    # for the rest)
+    neighbours = ([nb("southeast", 0.0)] * 3 + [nb("northeast", 0.0)] * 5 + [nb("northeast", -20.0)]
+                  + [nb("east", -18.05), nb("jump", -20.0)])
+    candidates = ["southeast", "northeast", "east", "jump"]
+    repeated = [True, False, False, False]
+    kw = dict(exploration="ucb", alpha=1.0, q_estimate="mean", repeated=repeated)
+    plain = estimate_advantages(candidates, neighbours, **kw)
+    assert plain.normalized[0] == -1.0 and np.argmax(plain.normalized) == 1  # cycle avoidance sends it into the dark
+    est = estimate_advantages(candidates, neighbours, safe_cycles=True, **kw)
+    # every fresh candidate is a known loss (Q̂ < 0): the cycle keeps its own Ã, all four normalised together
+    assert est.raw == pytest.approx(plain.raw)
+    assert est.normalized == pytest.approx(est.raw / np.max(np.abs(est.raw)))
+    assert np.argmax(est.normalized) == 0 and est.q[1] == pytest.approx(-20 / 6)
+    # an untried candidate is not a known loss: cycle avoidance holds (the untried one starts from Q̂ = V̂ + bonus)
+    est = estimate_advantages(candidates + ["turn on lamp"], neighbours, safe_cycles=True,
+                              **(kw | {"repeated": repeated + [False]}))
+    assert est.normalized[0] == -1.0 and est.normalized[4] > -1.0
+    # nor is a tried candidate that did not lose (Q̂ = 0 ≥ 0)
+    est = estimate_advantages(candidates, neighbours + [nb("jump", 0.0)], safe_cycles=True, q_estimate="max",
+                              exploration="ucb", repeated=repeated)
+    assert est.normalized[0] == -1.0
+    # with every candidate repeated there is nothing fresh to compare: all stay at −1
+    est = estimate_advantages(["a", "b"], [nb("a", -1.0)], exploration="none", repeated=[True, True], safe_cycles=True)
+    assert list(est.normalized) == [-1.0, -1.0]
+
+
 def test_a_cycle_in_a_state_without_neighbours_needs_no_paper_bonus():
     # the first episode of an empty memory (the web's defaults: the paper's bonus, α/|N(s)|) comes back to a page
     # with a click that closed a cycle: that click gets Ã = −1, the others the prior's Ã = 0, and no bonus

@@ -329,3 +329,55 @@ def test_expectimax_is_the_best_return_per_outcome_weighted_by_how_often_it_happ
             checked += 1
             chance += len(outcomes) > 1 and not np.isclose(want, max(g for *_, g in took))
     assert checked >= 10 and chance >= 1, (checked, chance)
+
+
+def test_safe_cycles_takes_the_way_back_where_every_other_move_lost(tmp_path, games_dir):
+    """`--safe-cycles` on the real zork2 engine and model. The memory holds, for the Barrow and the Narrow Tunnel (their
+    real world states, read from the engine), one safe move each ("south", "north": G = 0) and a loss (G = −20) for
+    every other candidate. The agent walks Barrow → Tunnel → Barrow → Tunnel; back in the Tunnel, "north" has closed a
+    cycle. With the flag it keeps its own advantage (every other move there is a known loss) and is taken again;
+    without it, it gets Ã = −1 like the losses, and the prior chooses among them."""
+    from adapters.jericho_env import JerichoEnv
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    env = JerichoEnv(games_dir / "zork2.z5", max_steps=60)
+    try:
+        _, barrow = env.reset()
+        *_, tunnel = env.step("south")
+    finally:
+        env.close()
+    assert (barrow["location"], tunnel["location"]) == ("Inside Barrow", "Narrow Tunnel")
+
+    def seeded(name):
+        mem = tmp_path / name
+        emb = HashedNgramEmbedder()
+        steps = [StepRecord(step=0, state_key=info["state_key"], embedding=emb.embed(info["state_key"]), action=a,
+                            reward=0.0, ret=0.0 if a == safe else -20.0, world_hash=info["state_hash"])
+                 for info, safe in ((barrow, "south"), (tunnel, "north")) for a in info["candidates"]]
+        with MemoryStore(mem, emb) as store:
+            for i, step in enumerate(steps):  # one episode per step, each of one step
+                store.write_episode(EpisodeRecord(uuid=f"seed{i}", game="zork2", score=0, steps=1,
+                                                  params={"max_steps": 60}), [step])
+        return mem
+
+    def tunnel_again(name, *flags):
+        logs = tmp_path / f"{name}-logs"
+        proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "4", "--seed", "0", "--memory",
+                       str(seeded(name)), "--log-dir", str(logs), *flags)
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+        assert [r["action"] for r in rows[:3]] == ["south", "north", "south"], [r["action"] for r in rows]
+        row = rows[3]
+        assert row["location"] == "Narrow Tunnel"
+        return row, {c["action"]: c for c in row["candidates"]}
+
+    row, by = tunnel_again("safe", "--safe-cycles")
+    others = [c for a, c in by.items() if a != "north"]
+    assert all(c["count"] >= 1 and c["q"] == pytest.approx(-20.0) for c in others)  # every other move: a known loss
+    scale = max(abs(c["raw_advantage"]) for c in by.values())
+    assert by["north"]["advantage"] == pytest.approx(by["north"]["raw_advantage"] / scale)
+    assert by["north"]["advantage"] > 0
+    assert row["action"] == "north"
+    _, by = tunnel_again("plain")
+    assert by["north"]["advantage"] == -1.0 and by["north"]["q"] == pytest.approx(0.0)
