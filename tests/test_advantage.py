@@ -225,9 +225,8 @@ def test_avoid_cycles_puts_actions_already_taken_from_this_state_last():
 
 
 def test_safe_cycles_lets_the_way_back_beat_moves_that_lost():
-    # zork2's dark Path Near Stream (seed 1 of the defaults, episode 28 step 36): the way back ("southeast", G 0)
-    # closed a cycle earlier in the episode; every other move has lost (one death in six for "northeast", one in one
-    # for the rest)
+    # a place whose way back ("southeast", G 0) closed a cycle earlier in the episode, and every other move has lost
+    # (one death in six for "northeast", one in one for the rest), as zork2's dark Path Near Stream's neighbours say
     neighbours = ([nb("southeast", 0.0)] * 3 + [nb("northeast", 0.0)] * 5 + [nb("northeast", -20.0)]
                   + [nb("east", -18.05), nb("jump", -20.0)])
     candidates = ["southeast", "northeast", "east", "jump"]
