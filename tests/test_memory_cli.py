@@ -122,6 +122,14 @@ def test_inspect_a_stored_step_finds_itself(played):
     assert "highest mean return" in overview
 
 
+def test_inspect_says_its_candidates_are_the_neighbourhoods_actions(played):
+    # the candidate table lists what the neighbours and similar states took, which may include actions the state
+    # itself does not offer (zork2's dark Path Near Stream listed a way back it does not have): the table says so
+    mem, episodes = played
+    text = " ".join(_ok("memory", "inspect", "--memory", str(mem), "--step", f"{episodes[0]['episode_id']}:0").stdout.split())
+    assert "not necessarily this state's valid actions" in text and "--log-dir" in text
+
+
 def test_inspect_computes_the_agents_q_v_and_advantage(known):
     mem, key = known
     out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--state", key, "--action", "Jump", "--json",

@@ -289,7 +289,10 @@ def _print_inspection(result) -> None:
                    f"{n['episode']}:{n['step']}", n["state_key"])
     console.print(nb)
     at = Table(title=f"V̂(s) = {result.value:.3f}; A = Q̂ − V̂, Ã = A / max|A|, prior × exp(β·Ã) with β = {p['beta']}",
-               title_justify="left")
+               title_justify="left",
+               caption="candidates: the actions these steps and similar states took, and --action; not necessarily this "
+                       "state's valid actions (a run's own steps: replay it with play --seed S --episodes N --log-dir DIR)",
+               caption_justify="left")
     for col in ("action", "n(a)", "Q̂", "A", "Ã", "exp(β·Ã)"):
         at.add_column(col, justify="left" if col == "action" else "right")
     backed_from = {(True, False): "similar states", (False, True): "back-off key"}.get(
