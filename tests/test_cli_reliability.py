@@ -66,6 +66,8 @@ BAD_NUMBERS = [
     (["play", "zork1", "--avoid-deaths-horizon", "2"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
     (["eval", "zork1", "--avoid-deaths-horizon", "3"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
     (["memory", "inspect", "--avoid-deaths-horizon", "2"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
+    (["play", "zork1", "--safe-cycles", "--no-avoid-cycles"], "--safe-cycles needs --avoid-cycles"),
+    (["eval", "zork1", "--safe-cycles", "--paper"], "--safe-cycles needs --avoid-cycles"),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.reflection import StepRewards
-from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options, has_rule
+from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options, check_safe_cycles, has_rule
 from jitrl_cli.llm.scoring import Prior
 
 
@@ -156,7 +156,8 @@ class AgentConfig:
 
         Raises:
             UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`), or
-                ``--avoid-deaths-horizon`` above 1 without ``--avoid-deaths`` or ``--avoid-deaths-own``.
+                ``--avoid-deaths-horizon`` above 1 without ``--avoid-deaths`` or ``--avoid-deaths-own``, or
+                ``--safe-cycles`` without ``--avoid-cycles``.
             TypeError: a name that is no field (a programming error).
         """
         known = {f.name: f for f in fields(cls)}
@@ -166,6 +167,7 @@ class AgentConfig:
         check_options(**{name: value for name, value in values.items() if has_rule(name)})
         given = {f.name: f.default for f in fields(cls)} | values
         check_avoid_deaths_horizon(given["avoid_deaths_horizon"], given["avoid_deaths"], given["avoid_deaths_own"])
+        check_safe_cycles(given["safe_cycles"], given["avoid_cycles"])
         return cls(**cls.typed(**values))
 
     @classmethod

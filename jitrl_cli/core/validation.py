@@ -85,6 +85,16 @@ def check_avoid_deaths_horizon(horizon: int, avoid_deaths: bool, avoid_deaths_ow
         raise UserError("--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own")
 
 
+def check_safe_cycles(safe_cycles: bool, avoid_cycles: bool) -> None:
+    """``--safe-cycles`` changes what cycle avoidance does, so it acts only with ``--avoid-cycles``.
+
+    Raises:
+        UserError: ``--safe-cycles`` without ``--avoid-cycles`` (``--no-avoid-cycles``, or ``--paper``'s settings).
+    """
+    if safe_cycles and not avoid_cycles:
+        raise UserError("--safe-cycles needs --avoid-cycles")
+
+
 def check_options(**values: Any) -> None:
     """Validate the given options (parameter names, e.g. ``gamma=0.95``), in order.
 
