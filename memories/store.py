@@ -39,11 +39,12 @@ _HNSW_M = 16
 _HNSW_EF_CONSTRUCTION = 200
 _HNSW_EF_SEARCH = 256  # recall@10 0.974 at 1M steps, p99 < 1 ms (bench/memory_scale.py)
 TERMINAL = "terminal"  # RetrievedStep.next_world of an episode's last step when the episode ended before its step limit
+_ENDED_EARLY = "e.steps < json_extract(e.params, '$.max_steps')"  # SQL: episode e ended before its step limit (terminal)
 # a retrieved step's columns (RetrievedStep after id and similarity): its successor s_{t+1} is the next stored step of
 # its episode; after the last step, the episode ended (terminal) if it had fewer steps than its step limit, else unknown
 _NEIGHBOUR_COLUMNS = (
     "s.action, s.reward, s.ret, s.episode_id, s.step, s.state_key, s.world_hash,"
-    f" CASE WHEN n.id IS NOT NULL THEN n.world_hash WHEN e.steps < json_extract(e.params, '$.max_steps') THEN '{TERMINAL}' END"
+    f" CASE WHEN n.id IS NOT NULL THEN n.world_hash WHEN {_ENDED_EARLY} THEN '{TERMINAL}' END"
     " FROM steps s JOIN episodes e ON e.id = s.episode_id LEFT JOIN steps n ON n.episode_id = s.episode_id AND n.step = s.step + 1"
 )
 
@@ -1002,7 +1003,7 @@ class MemoryStore:
         if not ids:
             return {}
         rows = self.read("SELECT e.id, s.step FROM episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
-                         " WHERE e.steps < json_extract(e.params, '$.max_steps') AND s.reward < 0"
+                         f" WHERE {_ENDED_EARLY} AND s.reward < 0"
                          f" AND e.id IN ({','.join('?' * len(ids))})", ids)
         return {int(i): int(t) for i, t in rows}
 
