@@ -953,17 +953,18 @@ class MemoryStore:
         out.sort(key=lambda r: (-r.similarity, r.id))
         return out
 
-    def query_exact(self, game: str, world_hash: str, k: int) -> list[RetrievedStep]:
-        """The ``k`` most recent stored steps of ``game`` taken in exactly this world state (similarity 1).
+    def query_exact(self, game: str, world_hash: str, k: int | None) -> list[RetrievedStep]:
+        """The ``k`` most recent stored steps of ``game`` taken in exactly this world state (similarity 1), most
+        recent first.
 
         Args:
             game: namespace.
             world_hash: the environment's world-state hash (e.g. Jericho's ``get_world_state_hash``).
-            k: maximum number of steps.
+            k: maximum number of steps; None: every one (served by the ``steps_by_world`` index).
         """
         rows = self.read(
             f"SELECT s.id, {_NEIGHBOUR_COLUMNS} WHERE s.game = ? AND s.world_hash = ? ORDER BY s.id DESC LIMIT ?",
-            (game, world_hash, k),
+            (game, world_hash, -1 if k is None else k),
         )
         return [RetrievedStep(int(r[0]), 1.0, *r[1:]) for r in rows]
 

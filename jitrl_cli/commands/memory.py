@@ -204,6 +204,7 @@ def inspect(
     returns: str = options.RETURNS,
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
     exact_match: bool = options.EXACT_MATCH,
+    exact_all: bool = options.EXACT_ALL,
     fill_neighbours: bool = options.FILL_NEIGHBOURS,
     unseen_q: str = options.UNSEEN_Q,
     backoff_states: bool = options.BACKOFF_STATES,
@@ -243,7 +244,7 @@ def inspect(
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
                                q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
-                               exact_match=exact_match, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
+                               exact_match=exact_match, exact_all=exact_all, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
                                backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths,
                                avoid_deaths_own=avoid_deaths_own, avoid_deaths_horizon=avoid_deaths_horizon)
         if json_out:

@@ -51,6 +51,7 @@ Q_ESTIMATE = typer.Option("expectimax", "--q-estimate", help=_Q_HELP)
 WEB_Q_ESTIMATE = typer.Option(WEB_DEFAULTS["q_estimate"], "--q-estimate", help=_Q_HELP)
 STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the returns: env (the game's), llm (the model judges each step after the episode) or both.")
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
+EXACT_ALL = typer.Option(False, "--exact-all/--exact-recent", help="With --exact-match: read every stored step of this very world state (the tabular estimate over all its visits), not only the k most recent (a state visited at every episode's step 10 otherwise forgets a death there after some 20 episodes).")
 FILL_NEIGHBOURS = typer.Option(False, "--fill-neighbours/--no-fill-neighbours", help="With --exact-match, ANN neighbours also fill the k places the identical state's steps left (else they stand in only for a state never visited).")
 AVOID_CYCLES = typer.Option(True, "--avoid-cycles/--no-avoid-cycles", help="Give the lowest advantage to an action that earlier in this episode led from the same world state straight back into a state already visited (it closed a cycle).")
 SAFE_CYCLES = typer.Option(False, "--safe-cycles/--no-safe-cycles", help="With --avoid-cycles: where every other candidate is a known loss (tried, with a negative remembered value: a death among its outcomes), an action that closed a cycle keeps its own advantage: walking the cycle again costs steps, the loss costs points.")
@@ -96,7 +97,7 @@ VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seco
 GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
-    "exact_match": EXACT_MATCH, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES, "safe_cycles": SAFE_CYCLES,
+    "exact_match": EXACT_MATCH, "exact_all": EXACT_ALL, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES, "safe_cycles": SAFE_CYCLES,
     "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "avoid_deaths_horizon": AVOID_DEATHS_HORIZON, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }

@@ -481,7 +481,8 @@ class Agent:
             world = info["state_hash"] if cfg.exact_match else None
             # --backoff-states: also the neighbourhood N'(s), for what this world state never took
             steps, near = retrieve_neighbourhood(self.store, ctx.namespace, vector, cfg.k, cfg.min_similarity, world,
-                                                 ctx.backed, cfg.fill_neighbours, similar=cfg.backoff_states)
+                                                 ctx.backed, cfg.fill_neighbours, similar=cfg.backoff_states,
+                                                 exact_all=cfg.exact_all)
             neighbours, similar = as_neighbours(steps), as_neighbours(near)
         deadly: list[Neighbour] = []
         avoid_deaths = cfg.avoid_deaths or cfg.avoid_deaths_own

@@ -22,7 +22,8 @@ from jitrl_cli.llm.scoring import Prior
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
-                  "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False}
+                  "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False,
+                  "exact_all": False}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -62,6 +63,8 @@ class AgentConfig:
         seed: seed of the action sampler (episode e uses seed + e).
         exact_match: retrieve steps taken in exactly the same world state (Jericho's
             world-state hash) before the ANN neighbours.
+        exact_all: with ``exact_match``, every stored step of the world state, not only the k most recent
+            (:func:`jitrl_cli.core.retrieval.retrieve_neighbourhood`).
         novelty: count-based exploration reward for reaching rarely visited world states
             (see :func:`jitrl_cli.core.returns.novelty_rewards`); 0 = game rewards only.
         q_estimate: Q̂(s,a) as the mean (paper eq. 5), the max or the expectimax of the neighbours' returns
@@ -125,6 +128,7 @@ class AgentConfig:
     max_steps: int = 50
     seed: int = 0
     exact_match: bool = False
+    exact_all: bool = False
     novelty: float = 0.0
     q_estimate: QEstimate = QEstimate.mean
     step_rewards: StepRewards = StepRewards.env

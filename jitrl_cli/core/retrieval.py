@@ -41,17 +41,22 @@ def retrieve_steps(
 
 def retrieve_neighbourhood(
     store: MemoryStore, namespace: str, vector: np.ndarray, k: int, min_similarity: float, world_hash: str | None = None,
-    returns: dict[int, float] | None = None, fill: bool = True, similar: bool = False,
+    returns: dict[int, float] | None = None, fill: bool = True, similar: bool = False, exact_all: bool = False,
 ) -> tuple[list[RetrievedStep], list[RetrievedStep]]:
     """N(s) as :func:`retrieve_steps` (same arguments), and with ``similar`` the state's neighbourhood N'(s) for
     back-off states (:func:`jitrl_cli.core.advantage.estimate_advantages`): the ANN neighbours (at most ``k``) that
     are not in N(s), where N(s) holds steps of this very world state; empty otherwise (N(s) then already is the ANN
     neighbourhood). One ANN query serves both.
 
+    With ``exact_all`` (`--exact-all`), N(s) holds every stored step of this very world state, not only the ``k``
+    most recent: Q̂ and V̂ become the tabular estimates over all of the state's visits, so a death or a best return
+    older than the last k visits still counts (with k = 50, zork2's Foot Bridge, visited at step 10 of most
+    episodes, forgot by episode 23 that "jump" had killed there). The ANN neighbours still number at most ``k``.
+
     Returns:
         (N(s), N'(s)), each by decreasing similarity.
     """
-    hits = store.query_exact(namespace, world_hash, k) if world_hash else []
+    hits = store.query_exact(namespace, world_hash, None if exact_all else k) if world_hash else []
     others: list[RetrievedStep] = []
     fills = len(hits) < k and (fill or not hits)
     if fills or (similar and hits):

@@ -122,6 +122,7 @@ def inspect_state(
     exact_match: bool = False,
     fill: bool = True,
     unseen_q: UnseenQ = UnseenQ.value,
+    exact_all: bool = False,
     backoff_states: bool = False,
     backoff_actions: bool = False,
     avoid_deaths: bool = False,
@@ -136,8 +137,8 @@ def inspect_state(
     ``returns=backup`` each neighbour's return is its backed-up value Q̂(s_t, a_t) over the
     remembered transitions, discounted by ``gamma`` (see :mod:`jitrl_cli.core.backup`). With
     ``exact_match`` and a state that has a world hash (a stored step), the steps of that
-    identical state come first and ANN neighbours fill the rest only with ``fill``, as in
-    :func:`jitrl_cli.core.retrieval.retrieve_steps`. ``unseen_q`` starts the Q̂ of the candidates no
+    identical state come first (all of them with ``exact_all``) and ANN neighbours fill the rest only with
+    ``fill``, as in :func:`jitrl_cli.core.retrieval.retrieve_neighbourhood`. ``unseen_q`` starts the Q̂ of the candidates no
     neighbour took as ``play --unseen-q`` does. ``backoff_states`` (with exact match and a visited world
     state) also retrieves the similar states N'(s), adds their actions to the candidates and values the candidates
     this state never took by them, as ``play --backoff-states`` does. ``backoff_actions`` (web memories, whose actions
@@ -152,7 +153,7 @@ def inspect_state(
     backed = backed_up_returns(store.transitions(state.game), gamma) if ReturnEstimate(returns) is ReturnEstimate.backup else None
     world = state.world_hash if exact_match else None
     steps, near = retrieve_neighbourhood(store, state.game, state.vector, k, min_similarity, world, returns=backed,
-                                         fill=fill, similar=backoff_states)
+                                         fill=fill, similar=backoff_states, exact_all=exact_all)
     neighbours, similar = as_neighbours(steps), as_neighbours(near)
     rows = [{"id": h.id, "similarity": h.similarity, "action": h.action, "reward": h.reward, "return": h.ret,
              "episode": h.episode_id, "step": h.step, "state_key": h.state_key} for h in steps]
@@ -178,7 +179,7 @@ def inspect_state(
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
-                       "exact_match": world is not None, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
+                       "exact_match": world is not None, "exact_all": exact_all, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states, "backoff_actions": backoff_actions,
                        "avoid_deaths": avoid_deaths or avoid_deaths_own, "avoid_deaths_own": avoid_deaths_own,
                        "avoid_deaths_horizon": avoid_deaths_horizon})
