@@ -97,6 +97,31 @@ def test_expectimax_averages_over_chance_outcomes_and_maximises_over_the_agents_
     assert estimate_advantages(["north"], blind[2:], exploration="none", q_estimate="expectimax").q == pytest.approx([4.0])
 
 
+def test_across_worlds_mean_weighs_the_world_states_by_their_steps():
+    # a state never visited: its ANN neighbours went "north" in the dark from two world states of the Dark Tunnel;
+    # from W the grue struck twice and once the move led on (return 0), from V it led on once. The max over
+    # world states picks V (Q̂ 0: as if the agent could choose to be in V); the mean counts W's steps too.
+    took = [Neighbour("north", -10.0, world="W", outcome="terminal"), Neighbour("north", -10.0, world="W", outcome="terminal"),
+            Neighbour("north", 0.0, world="W", outcome="X"), Neighbour("north", 0.0, world="V", outcome="Y"),
+            Neighbour("wait", -1.0, world="W", outcome="W")]
+    q_w = (2 * -10.0 + 0.0) / 3
+    best = estimate_advantages(["north", "wait"], took, exploration="none", q_estimate="expectimax")
+    chance = estimate_advantages(["north", "wait"], took, exploration="none", q_estimate="expectimax", across_worlds="mean")
+    assert best.q == pytest.approx([0.0, -1.0]) and best.normalized[0] > best.normalized[1]
+    assert chance.q == pytest.approx([(3 * q_w + 1 * 0.0) / 4, -1.0]) and chance.normalized[1] > chance.normalized[0]
+    # one world state's own steps: the same either way; the back-off states (similar) are weighed the same way
+    own = [n for n in took if n.world == "W"]
+    assert estimate_advantages(["north"], own, exploration="none", q_estimate="expectimax", across_worlds="mean").q == \
+        pytest.approx(estimate_advantages(["north"], own, exploration="none", q_estimate="expectimax").q)
+    here = [Neighbour("wait", 0.0, world="H", outcome="H")]
+    similar = [n for n in took if n.action == "north"]
+    backed = estimate_advantages(["north", "wait"], here, exploration="none", q_estimate="expectimax", similar=similar,
+                                 across_worlds="mean")
+    assert backed.backed_off.tolist() == [True, False] and backed.q[0] == pytest.approx(chance.q[0])
+    with pytest.raises(ValueError):
+        estimate_advantages(["north"], took, q_estimate="expectimax", across_worlds="min")
+
+
 def test_ucb_counts_actions_already_taken_earlier_in_the_episode():
     # no memory yet, but the agent is back in a state where it already went north twice
     est = estimate_advantages(["north", "south", "open door"], [], exploration="ucb", pending_counts=[2, 0, 0])

@@ -68,6 +68,10 @@ BAD_NUMBERS = [
     (["memory", "inspect", "--avoid-deaths-horizon", "2"], "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
     (["play", "zork1", "--safe-cycles", "--no-avoid-cycles"], "--safe-cycles needs --avoid-cycles"),
     (["eval", "zork1", "--safe-cycles", "--paper"], "--safe-cycles needs --avoid-cycles"),
+    (["play", "zork1", "--across-worlds", "mean", "--q-estimate", "max"], "--across-worlds mean needs --q-estimate expectimax"),
+    (["eval", "zork1", "--across-worlds", "mean", "--paper"], "--across-worlds mean needs --q-estimate expectimax"),
+    (["memory", "inspect", "--across-worlds", "mean", "--q-estimate", "mean"], "--across-worlds mean needs --q-estimate expectimax"),
+    (["play", "zork1", "--across-worlds", "min"], "--across-worlds must be max or mean, got 'min'"),
 ]
 
 

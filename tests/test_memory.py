@@ -165,6 +165,39 @@ def test_exact_match_neighbours_come_first(tmp_path):
     store.close()
 
 
+def test_exact_all_keeps_a_death_older_than_the_last_k_visits(tmp_path):
+    # zork2's Foot Bridge: "jump" killed there in the first episode, and 59 later episodes walked on ("north");
+    # the k = 50 most recent steps of the world state no longer hold the death, every step of it does
+    from jitrl_cli.core.advantage import Exploration, estimate_advantages
+    from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood
+
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+    key = "location: foot bridge | inventory: nothing | score: 0 | a sturdy wooden foot bridge"
+    first = key + " | a wizard appears and vanishes"  # the same world state, another observation: a less similar key
+    for i in range(60):
+        action, ret, text = ("jump", -10.0, first) if i == 0 else ("north", 0.0, key)
+        store.write_episode(EpisodeRecord(uuid=f"e{i}", game="zork2", score=ret, steps=1, params={"max_steps": 60}), [
+            StepRecord(step=0, state_key=text, embedding=emb.embed(text), action=action, reward=ret, ret=ret,
+                       world_hash="BRIDGE")])
+    assert len(store.query_exact("zork2", "BRIDGE", None)) == 60
+    assert [h.episode_id for h in store.query_exact("zork2", "BRIDGE", 3)] == [60, 59, 58]  # most recent first
+
+    def estimate(exact_all):
+        steps, near = retrieve_neighbourhood(store, "zork2", emb.embed(key), 50, 0.5, "BRIDGE", fill=False,
+                                             similar=True, exact_all=exact_all)
+        return steps, near, estimate_advantages(["north", "jump"], as_neighbours(steps), exploration=Exploration.ucb,
+                                                q_estimate="expectimax", similar=as_neighbours(near))
+
+    steps, near, recent = estimate(False)
+    assert len(steps) == 50 and "jump" not in {h.action for h in steps + near}
+    assert recent.counts[1] == 0 and recent.bonus[1] and recent.normalized[1] == 1.0  # untried again: the top bonus
+    steps, near, every = estimate(True)
+    assert len(steps) == 60 and near == []
+    assert every.counts.tolist() == [59, 1] and every.q[1] == -10.0 and every.normalized[1] < every.normalized[0]
+    store.close()
+
+
 def test_retrieved_steps_know_the_state_they_led_to(tmp_path):
     # an episode that died at step 1 of 5 (terminal), one cut at its step limit (unknown after its last step),
     # and one without a recorded step limit (unknown)

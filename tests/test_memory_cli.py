@@ -102,6 +102,11 @@ def test_inspect_a_stored_step_finds_itself(played):
         assert hashes == {world[top["id"]]} and None not in hashes
         same = [i for i, h in world.items() if h == world[top["id"]]]
         assert sorted(n["id"] for n in out["neighbours"]) == sorted(same)[-50:]
+    # --exact-all: every step of the world state, however small k (each episode starts in the same one)
+    assert len(same) > 2
+    for flags, expected in ((["--k", "2"], sorted(same)[-2:]), (["--k", "2", "--exact-all"], sorted(same))):
+        out = json.loads(_ok("memory", "inspect", "--memory", str(mem), "--step", ref, "--json", *flags).stdout)
+        assert sorted(n["id"] for n in out["neighbours"]) == expected and out["params"]["exact_all"] == ("--exact-all" in flags)
     # --backoff-states: N(s) stays this world state's steps; the actions of similar states join the candidates,
     # and those this state never took are valued by their returns there (Q̂ = max), with no bonus
     # (the paper's, shown with λ = 1, goes to every candidate no step took)

@@ -16,9 +16,9 @@ from rich.table import Table
 
 from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
-from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
+from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
-from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options
+from jitrl_cli.core.validation import check_across_worlds, check_avoid_deaths_horizon, check_options
 from jitrl_cli.paths import default_memory_dir
 from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
 from memories.embedding import get_embedder
@@ -201,6 +201,7 @@ def inspect(
     exploration: str = typer.Option("none", "--exploration", help="Bonus for candidates no neighbour took: none, ucb or paper (λ=1)."),
     alpha: float = typer.Option(1.0, "--alpha", help="α: exploration bonus scale."),
     q_estimate: str = options.Q_ESTIMATE,
+    across_worlds: str = options.ACROSS_WORLDS,
     returns: str = options.RETURNS,
     gamma: float = typer.Option(options.GAMMA.default, "--gamma", help="γ of the backup (with --returns backup; as `play --gamma`)."),
     exact_match: bool = options.EXACT_MATCH,
@@ -223,7 +224,8 @@ def inspect(
         raise UserError("give --state or --step, not both")
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
                   returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q,
-                  avoid_deaths_horizon=avoid_deaths_horizon)
+                  avoid_deaths_horizon=avoid_deaths_horizon, across_worlds=across_worlds)
+    check_across_worlds(across_worlds, q_estimate)
     check_avoid_deaths_horizon(avoid_deaths_horizon, avoid_deaths, avoid_deaths_own)
     if Exploration(exploration) is Exploration.puct:
         raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
@@ -243,7 +245,7 @@ def inspect(
             target = state_from_text(store, games[0], state)
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
-                               q_estimate=QEstimate(q_estimate), returns=ReturnEstimate(returns), gamma=gamma,
+                               q_estimate=QEstimate(q_estimate), across_worlds=AcrossWorlds(across_worlds), returns=ReturnEstimate(returns), gamma=gamma,
                                exact_match=exact_match, exact_all=exact_all, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
                                backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths,
                                avoid_deaths_own=avoid_deaths_own, avoid_deaths_horizon=avoid_deaths_horizon)

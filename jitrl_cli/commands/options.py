@@ -49,6 +49,7 @@ DEATH_PENALTY = typer.Option(10.0, "--death-penalty", help="Reward subtracted wh
 EXACT_MATCH = typer.Option(True, "--exact-match/--no-exact-match", help="Retrieve steps from the identical world state (Jericho's state hash) first.")
 Q_ESTIMATE = typer.Option("expectimax", "--q-estimate", help=_Q_HELP)
 WEB_Q_ESTIMATE = typer.Option(WEB_DEFAULTS["q_estimate"], "--q-estimate", help=_Q_HELP)
+ACROSS_WORLDS = typer.Option("max", "--across-worlds", help="With --q-estimate expectimax: how an action's neighbours from different world states (the similar states standing in for a state never visited, or backing it off) combine: max (the best world state's value) or mean (weighted by their steps: the agent is in none of them, so a death from one counts beside a survival from another).")
 STEP_REWARDS = typer.Option("env", "--step-rewards", help="Rewards in the returns: env (the game's), llm (the model judges each step after the episode) or both.")
 RETURNS = typer.Option("mc", "--returns", help="Returns behind Q̂ and V̂: mc (each step's own discounted return, paper) or backup (Bellman backup over the remembered transitions between identical world states; needs --exact-match's world hashes).")
 EXACT_ALL = typer.Option(False, "--exact-all/--exact-recent", help="With --exact-match: read every stored step of this very world state (the tabular estimate over all its visits), not only the k most recent (a state visited at every episode's step 10 otherwise forgets a death there after some 20 episodes).")
@@ -99,7 +100,7 @@ GAME_POLICY: dict[str, Any] = {
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY,
     "exact_match": EXACT_MATCH, "exact_all": EXACT_ALL, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES, "safe_cycles": SAFE_CYCLES,
     "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "avoid_deaths_horizon": AVOID_DEATHS_HORIZON, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
-    "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
+    "across_worlds": ACROSS_WORLDS, "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,
 }
 #: The learning options of `jitrl web`: the game commands' shared ones, with the web defaults (``WEB_DEFAULTS``).
 WEB_POLICY: dict[str, Any] = {name: GAME_POLICY[name] for name in ("min_similarity", "temperature", "alpha", "bonus_prob", "greedy")} | {

@@ -28,6 +28,17 @@ hides the deaths. Steps whose successor is unknown (the last step of an episode 
 nothing about the transition and count only where no step of their (w, a) has a known successor; steps without a
 world hash are each their own group.
 
+Across world states (``across_worlds``, `--across-worlds`): the expectimax's outer max over w lets the agent choose
+its world, which is right among one state's own steps (one w) but not where N(s) holds other world states: the ANN
+neighbours standing in for a state never visited, or the similar states of back-off states. The agent is in none of
+them; which one its state resembles is chance. With ``mean`` (our addition) those world states are weighted by their
+steps, as chance outcomes:
+
+    Q̂(s,a) = Σ_w n(w,a)/n(a) · Q̂_w(s,a)
+
+so a move in zork2's dark that met the grue from one world state of the Dark Tunnel and survived from another is
+valued by both, not by the survival alone. Among one world state's own steps both are the same.
+
 A candidate never taken among the neighbours gets an exploration bonus:
 
     paper: Q̂(s,a) = V̂(s) + α/|N(s)|, applied with probability λ (else A = 0);
@@ -154,6 +165,13 @@ class UnseenQ(str, Enum):
     pessimistic = "pessimistic"
 
 
+class AcrossWorlds(str, Enum):
+    """How the expectimax combines the neighbours of one action taken in different world states (module docstring)."""
+
+    max = "max"
+    mean = "mean"
+
+
 class Exploration(str, Enum):
     """How candidates unseen among the neighbours are valued."""
 
@@ -234,6 +252,7 @@ def estimate_advantages(
     deadly: Sequence[Neighbour] | None = None,
     deadly_mean: bool = False,
     safe_cycles: bool = False,
+    across_worlds: AcrossWorlds | str = AcrossWorlds.max,
 ) -> AdvantageEstimate:
     """Estimate Ã(s,a) for every candidate from the neighbours' returns.
 
@@ -266,18 +285,22 @@ def estimate_advantages(
             step's whole continuation is chance (`--avoid-deaths-horizon` > 1, module docstring).
         safe_cycles: where every candidate not ``repeated`` is a known loss (seen, Q̂ < 0), the ``repeated`` ones
             are normalised with the others instead of getting Ã = −1 (safe cycles, module docstring).
+        across_worlds: with ``expectimax``, ``max`` (the best world state's value) or ``mean`` (the world states'
+            values weighted by their steps, as chance) over the world states among the neighbours that took an action
+            (across worlds, module docstring); ``neighbours`` and ``similar`` alike.
 
     Returns:
         An :class:`AdvantageEstimate`; with no neighbours (and, for ``ucb`` and ``puct``, no earlier
         visit in this episode, and no ``deadly`` steps) every advantage is 0: the posterior equals the prior.
 
     Raises:
-        ValueError: for an unknown exploration mode, Q estimate or unseen start, ``paper`` mode with λ > 0 and no rng,
+        ValueError: for an unknown exploration mode, Q estimate, unseen start or across-worlds rule, ``paper`` mode with λ > 0 and no rng,
             ``puct`` without a prior, or a prior of another length than n.
     """
     exploration = Exploration(exploration)
     unseen_q = UnseenQ(unseen_q)
     q_estimate = QEstimate(q_estimate)
+    world_mean = AcrossWorlds(across_worlds) is AcrossWorlds.mean
     n = len(candidates)
     pending, repeated = _visit_marks(n, pending_counts, repeated)
     counted = exploration in (Exploration.ucb, Exploration.puct)
@@ -296,13 +319,13 @@ def estimate_advantages(
         return AdvantageEstimate(0.0, q, np.zeros(n, dtype=np.int64), raw, raw.copy(), bonus, len(neighbours), backed_off)
 
     value = float(np.mean([nb.ret for nb in neighbours])) if neighbours else 0.0
-    stats = _count_returns(candidates, neighbours)
+    stats = _count_returns(candidates, neighbours, world_mean)
     if backoff is not None and neighbours and not stats[0].all():
         coarse = _count_returns([backoff(a) for a in candidates],
-                                [dataclasses.replace(nb, action=backoff(nb.action)) for nb in neighbours])
+                                [dataclasses.replace(nb, action=backoff(nb.action)) for nb in neighbours], world_mean)
         stats, backed_off = _back_off(stats, coarse, backed_off)
     if similar and neighbours and not stats[0].all():
-        stats, backed_off = _back_off(stats, _count_returns(candidates, similar), backed_off)
+        stats, backed_off = _back_off(stats, _count_returns(candidates, similar, world_mean), backed_off)
     if deadly:  # one situation: its world states are chance, and Q̂ under max is its expectimax too
         # deadly_mean: every step its own outcome, so that the expectimax is the mean return
         chance = [dataclasses.replace(nb, world="", outcome=f"#{j}" if deadly_mean else nb.outcome)
@@ -387,11 +410,12 @@ def _visit_marks(n: int, pending_counts: Sequence[int] | None,
     return pending, marks
 
 
-def _count_returns(candidates: Sequence[str],
-                   neighbours: Sequence[Neighbour]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _count_returns(candidates: Sequence[str], neighbours: Sequence[Neighbour],
+                   world_mean: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate, over the neighbours that took it (actions compared by :func:`normalize_action`; equal
     candidates get the same statistics): n(a) (int64), the sum of their returns, their best return and their
-    expectimax return (:func:`_expectimax`); shape (n,) each, −inf in the last two where none took it."""
+    expectimax return (:func:`_expectimax`, ``world_mean`` passed on); shape (n,) each, −inf in the last two where
+    none took it."""
     n = len(candidates)
     counts = np.zeros(n, dtype=np.int64)
     sums = np.zeros(n, dtype=np.float64)
@@ -406,26 +430,31 @@ def _count_returns(candidates: Sequence[str],
             sums[i] += nb.ret
             maxima[i] = max(maxima[i], nb.ret)
             took[i].append(nb)
-    expectimax = np.array([_expectimax(group) if group else -np.inf for group in took], dtype=np.float64)
+    expectimax = np.array([_expectimax(group, world_mean) if group else -np.inf for group in took], dtype=np.float64)
     return counts, sums, maxima, expectimax
 
 
-def _expectimax(took: Sequence[Neighbour]) -> float:
-    """max over world states w of the mean over outcomes s' of the best return (module docstring), for the
-    neighbours that took one action (at least one). Steps with an unknown outcome count only in a world state
-    where no step's outcome is known; steps without a world hash are each their own world state."""
+def _expectimax(took: Sequence[Neighbour], world_mean: bool = False) -> float:
+    """max over world states w (``world_mean``: their mean, weighted by the steps that counted) of the mean over
+    outcomes s' of the best return (module docstring), for the neighbours that took one action (at least one).
+    Steps with an unknown outcome count only in a world state where no step's outcome is known; steps without a
+    world hash are each their own world state."""
     worlds: dict[object, list[Neighbour]] = {}
     for j, nb in enumerate(took):
         worlds.setdefault(nb.world if nb.world is not None else j, []).append(nb)
-    best = -math.inf
+    values, weights = [], []
     for steps in worlds.values():
         outcomes: dict[str, list[float]] = {}
         for nb in steps:
             if nb.outcome is not None:
                 outcomes.setdefault(nb.outcome, []).append(nb.ret)
         if outcomes:
-            value = sum(len(r) * max(r) for r in outcomes.values()) / sum(len(r) for r in outcomes.values())
+            counted = sum(len(r) for r in outcomes.values())
+            values.append(sum(len(r) * max(r) for r in outcomes.values()) / counted)
         else:
-            value = max(nb.ret for nb in steps)
-        best = max(best, value)
-    return best
+            counted = len(steps)
+            values.append(max(nb.ret for nb in steps))
+        weights.append(counted)
+    if world_mean:
+        return float(np.dot(values, weights) / sum(weights))
+    return max(values)

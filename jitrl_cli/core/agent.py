@@ -508,7 +508,7 @@ class Agent:
             repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
             unseen_q=cfg.unseen_q, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
             similar=similar, deadly=deadly, deadly_mean=cfg.avoid_deaths_horizon > 1,
-            safe_cycles=cfg.safe_cycles,
+            safe_cycles=cfg.safe_cycles, across_worlds=cfg.across_worlds,
         )
         z_post = posterior_logits(scored.logprobs, est.normalized, self.config.effective_beta(), cfg.temperature)
         chosen = choose_action(z_post, ctx.rng, greedy=cfg.greedy)

@@ -10,10 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
-from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
+from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.reflection import StepRewards
-from jitrl_cli.core.validation import check_avoid_deaths_horizon, check_options, check_safe_cycles, has_rule
+from jitrl_cli.core.validation import (check_across_worlds, check_avoid_deaths_horizon, check_options, check_safe_cycles,
+                                      has_rule)
 from jitrl_cli.llm.scoring import Prior
 
 
@@ -23,7 +24,7 @@ PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "a
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
                   "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False,
-                  "exact_all": False}
+                  "exact_all": False, "across_worlds": "max"}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -69,6 +70,8 @@ class AgentConfig:
             (see :func:`jitrl_cli.core.returns.novelty_rewards`); 0 = game rewards only.
         q_estimate: Q̂(s,a) as the mean (paper eq. 5), the max or the expectimax of the neighbours' returns
             (:mod:`jitrl_cli.core.advantage`).
+        across_worlds: with ``q_estimate`` expectimax, the best (``max``) or the step-weighted mean (``mean``) of the
+            world states among an action's neighbours (:mod:`jitrl_cli.core.advantage`, "Across world states").
         step_rewards: rewards in the returns: the game's (env), the LLM evaluator's (llm) or
             their sum (both); see :mod:`jitrl_cli.core.reflection`.
         returns: the stored steps' returns as recorded (mc, paper eq. 3) or backed up over the
@@ -131,6 +134,7 @@ class AgentConfig:
     exact_all: bool = False
     novelty: float = 0.0
     q_estimate: QEstimate = QEstimate.mean
+    across_worlds: AcrossWorlds = AcrossWorlds.max
     step_rewards: StepRewards = StepRewards.env
     returns: ReturnEstimate = ReturnEstimate.mc
     fill_neighbours: bool = True
@@ -161,7 +165,7 @@ class AgentConfig:
         Raises:
             UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`), or
                 ``--avoid-deaths-horizon`` above 1 without ``--avoid-deaths`` or ``--avoid-deaths-own``, or
-                ``--safe-cycles`` without ``--avoid-cycles``.
+                ``--safe-cycles`` without ``--avoid-cycles``, or ``--across-worlds mean`` without ``--q-estimate expectimax``.
             TypeError: a name that is no field (a programming error).
         """
         known = {f.name: f for f in fields(cls)}
@@ -172,6 +176,7 @@ class AgentConfig:
         given = {f.name: f.default for f in fields(cls)} | values
         check_avoid_deaths_horizon(given["avoid_deaths_horizon"], given["avoid_deaths"], given["avoid_deaths_own"])
         check_safe_cycles(given["safe_cycles"], given["avoid_cycles"])
+        check_across_worlds(given["across_worlds"], given["q_estimate"])
         return cls(**cls.typed(**values))
 
     @classmethod

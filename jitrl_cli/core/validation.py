@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from adapters.jericho_env import StateHash
-from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ
+from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.reflection import StepRewards
@@ -61,7 +61,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # option name → the enum of its values
 _CHOICES: dict[str, type[Enum]] = {
     "exploration": Exploration, "q_estimate": QEstimate, "step_rewards": StepRewards, "returns": ReturnEstimate,
-    "prior": Prior, "state_hash": StateHash, "unseen_q": UnseenQ,
+    "prior": Prior, "state_hash": StateHash, "unseen_q": UnseenQ, "across_worlds": AcrossWorlds,
 }
 
 
@@ -93,6 +93,17 @@ def check_safe_cycles(safe_cycles: bool, avoid_cycles: bool) -> None:
     """
     if safe_cycles and not avoid_cycles:
         raise UserError("--safe-cycles needs --avoid-cycles")
+
+
+def check_across_worlds(across_worlds: str, q_estimate: str) -> None:
+    """``--across-worlds`` chooses between the world states of the expectimax, so it acts only with
+    ``--q-estimate expectimax``.
+
+    Raises:
+        UserError: ``--across-worlds mean`` with another Q̂ estimate (``--q-estimate max`` or ``mean``, or ``--paper``'s).
+    """
+    if AcrossWorlds(across_worlds) is AcrossWorlds.mean and QEstimate(q_estimate) is not QEstimate.expectimax:
+        raise UserError("--across-worlds mean needs --q-estimate expectimax")
 
 
 def check_options(**values: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jitrl_cli.core.advantage import Exploration, QEstimate, UnseenQ, estimate_advantages, normalize_action
+from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ, estimate_advantages, normalize_action
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood, situation_deaths
@@ -123,6 +123,7 @@ def inspect_state(
     fill: bool = True,
     unseen_q: UnseenQ = UnseenQ.value,
     exact_all: bool = False,
+    across_worlds: AcrossWorlds = AcrossWorlds.max,
     backoff_states: bool = False,
     backoff_actions: bool = False,
     avoid_deaths: bool = False,
@@ -166,7 +167,7 @@ def inspect_state(
     est = estimate_advantages(candidates, neighbours, exploration=exploration, alpha=alpha, bonus_prob=1.0,
                               rng=np.random.default_rng(0), q_estimate=q_estimate, unseen_q=unseen_q, similar=similar,
                               backoff=backoff_key if backoff_actions else None, deadly=deadly,
-                              deadly_mean=avoid_deaths_horizon > 1)
+                              deadly_mean=avoid_deaths_horizon > 1, across_worlds=across_worlds)
     actions = [
         ActionRow(a, int(est.counts[i]), None if np.isnan(est.q[i]) else float(est.q[i]), float(est.raw[i]),
                   float(est.normalized[i]), bool(est.bonus[i]), float(math.exp(beta * est.normalized[i])),
@@ -177,7 +178,7 @@ def inspect_state(
     return Inspection(state.game, state.state_key, state.source, rows, est.value, actions,
                       {"k": k, "min_similarity": min_similarity, "beta": beta,
                        "exploration": Exploration(exploration).value, "alpha": alpha,
-                       "q_estimate": QEstimate(q_estimate).value,
+                       "q_estimate": QEstimate(q_estimate).value, "across_worlds": AcrossWorlds(across_worlds).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
                        "exact_match": world is not None, "exact_all": exact_all, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states, "backoff_actions": backoff_actions,
