@@ -381,3 +381,49 @@ def test_safe_cycles_takes_the_way_back_where_every_other_move_lost(tmp_path, ga
     assert row["action"] == "north"
     _, by = tunnel_again("plain")
     assert by["north"]["advantage"] == -1.0 and by["north"]["q"] == pytest.approx(0.0)
+
+
+def test_across_worlds_mean_weighs_the_similar_world_states_as_chance(tmp_path, games_dir):
+    """`--across-worlds mean` on the real zork2 engine and model. The memory holds "south" taken from two other world
+    states with the Barrow's very state key: from one it ended the game (G = −20), from the other it led on (G = 0).
+    The Barrow's own world state was never visited, so these steps stand in for it (ANN neighbours). The expectimax
+    takes the best world state's value (Q̂ 0) by default; with the flag their step-weighted mean (Q̂ −10)."""
+    from adapters.jericho_env import JerichoEnv
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    env = JerichoEnv(games_dir / "zork2.z5", max_steps=60)
+    try:
+        _, barrow = env.reset()
+    finally:
+        env.close()
+    assert barrow["location"] == "Inside Barrow" and "south" in barrow["candidates"]
+
+    def seeded(name):
+        mem = tmp_path / name
+        emb = HashedNgramEmbedder()
+        key = barrow["state_key"]
+
+        def step(t, world, action, ret):
+            return StepRecord(step=t, state_key=key, embedding=emb.embed(key), action=action, reward=ret, ret=ret,
+                              world_hash=world)
+
+        with MemoryStore(mem, emb) as store:  # a death (the episode ended before its limit), and a step that led on
+            store.write_episode(EpisodeRecord(uuid="died", game="zork2", score=-10, steps=1, params={"max_steps": 60}),
+                                [step(0, "W1", "south", -20.0)])
+            store.write_episode(EpisodeRecord(uuid="lived", game="zork2", score=0, steps=2, params={"max_steps": 2}),
+                                [step(0, "W2", "south", 0.0), step(1, "W3", "wait", 0.0)])
+        return mem
+
+    def south(name, *flags):
+        logs = tmp_path / f"{name}-logs"
+        proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "1", "--memory", str(seeded(name)),
+                       "--log-dir", str(logs), *flags)
+        assert proc.returncode == 0, proc.stderr
+        row = json.loads(next(iter(sorted(logs.glob("*.jsonl")))).read_text().splitlines()[0])
+        assert row["location"] == "Inside Barrow" and row["neighbours"] == 3
+        return next(c for c in row["candidates"] if c["action"] == "south")
+
+    best, chance = south("max"), south("mean", "--across-worlds", "mean")
+    assert best["count"] == chance["count"] == 2
+    assert best["q"] == pytest.approx(0.0) and chance["q"] == pytest.approx(-10.0)
