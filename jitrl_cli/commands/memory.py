@@ -245,8 +245,9 @@ def inspect(
             target = state_from_text(store, games[0], state)
         result = inspect_state(store, target, k=k, min_similarity=min_similarity, beta=beta,
                                exploration=Exploration(exploration), alpha=alpha, extra_actions=action,
-                               q_estimate=QEstimate(q_estimate), across_worlds=AcrossWorlds(across_worlds), returns=ReturnEstimate(returns), gamma=gamma,
-                               exact_match=exact_match, exact_all=exact_all, fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
+                               q_estimate=QEstimate(q_estimate), across_worlds=AcrossWorlds(across_worlds),
+                               returns=ReturnEstimate(returns), gamma=gamma, exact_match=exact_match, exact_all=exact_all,
+                               fill=fill_neighbours, unseen_q=UnseenQ(unseen_q),
                                backoff_states=backoff_states, backoff_actions=backoff_actions, avoid_deaths=avoid_deaths,
                                avoid_deaths_own=avoid_deaths_own, avoid_deaths_horizon=avoid_deaths_horizon)
         if json_out:

@@ -294,8 +294,8 @@ def estimate_advantages(
         visit in this episode, and no ``deadly`` steps) every advantage is 0: the posterior equals the prior.
 
     Raises:
-        ValueError: for an unknown exploration mode, Q estimate, unseen start or across-worlds rule, ``paper`` mode with λ > 0 and no rng,
-            ``puct`` without a prior, or a prior of another length than n.
+        ValueError: for an unknown exploration mode, Q estimate, unseen start or across-worlds rule, ``paper`` mode
+            with λ > 0 and no rng, ``puct`` without a prior, or a prior of another length than n.
     """
     exploration = Exploration(exploration)
     unseen_q = UnseenQ(unseen_q)
