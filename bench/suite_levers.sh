@@ -28,9 +28,10 @@ declare -A FLAGS=(
   [avoid-deaths-h2]="--avoid-deaths-own --avoid-deaths-horizon 2"
   [safe-cycles]="--safe-cycles"
   [exact-all]="--exact-all"
+  [state-hash-local]="--state-hash local"
   [death-penalty-30]="--death-penalty 30"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
