@@ -72,6 +72,7 @@ BAD_NUMBERS = [
     (["eval", "zork1", "--across-worlds", "mean", "--paper"], "--across-worlds mean needs --q-estimate expectimax"),
     (["memory", "inspect", "--across-worlds", "mean", "--q-estimate", "mean"], "--across-worlds mean needs --q-estimate expectimax"),
     (["play", "zork1", "--across-worlds", "min"], "--across-worlds must be max or mean, got 'min'"),
+    (["play", "zork1", "--death-credit", "-1"], "--death-credit must be an integer >= 0, got -1"),
 ]
 
 

@@ -36,3 +36,41 @@ def test_novelty_rewards_count_stored_and_earlier_visits():
     bonus = novelty_rewards(["a", "b", "a", None, "c"], {"b": 3, "c": 0}, scale=2.0)
     assert bonus == pytest.approx([2.0, 2.0 / 2.0, 2.0 / 2 ** 0.5, 0.0, 2.0])
     assert novelty_rewards(["a", "a"], {}, scale=0.0) == [0.0, 0.0]
+
+
+def test_final_credit_charges_the_last_reward_to_the_last_steps_only():
+    # +1 at step 0, then a death (−20) at step 3, γ = 0.5: by default every return holds the death
+    rewards = [1.0, 0.0, 0.0, -20.0]
+    assert discounted_returns(rewards, 0.5) == pytest.approx([-1.5, -5.0, -10.0, -20.0])
+    # H = 2: the death enters G_2 and G_3 only; the earlier steps keep what they earned themselves
+    assert discounted_returns(rewards, 0.5, final_credit=2) == pytest.approx([1.0, 0.0, -10.0, -20.0])
+    assert discounted_returns(rewards, 0.5, final_credit=1) == pytest.approx([1.0, 0.0, 0.0, -20.0])
+    # H ≥ T: the Monte Carlo return
+    assert discounted_returns(rewards, 0.5, final_credit=4) == discounted_returns(rewards, 0.5)
+    assert discounted_returns([], 0.5, final_credit=1) == []
+    with pytest.raises(ValueError):
+        discounted_returns(rewards, 0.5, final_credit=0)
+
+
+@pytest.mark.slow
+def test_death_credit_in_a_real_zork2_episode(tmp_path):
+    """`play --death-credit 1` on the real zork2 engine and model: seed 0's first episode jumps off the Foot Bridge
+    (the step log of `bench/RESULTS.md`, "zork2 below static"). The stored returns of every step before the death
+    hold nothing of it (zork2 gives no points before), the death's own step holds the points lost and the penalty."""
+    import json
+    import sqlite3
+
+    from tests.conftest import run_cli
+
+    mem = tmp_path / "mem"
+    proc = run_cli("play", "zork2", "--seed", "0", "--episodes", "1", "--max-steps", "60", "--death-credit", "1",
+                   "--memory", str(mem), "--json")
+    assert proc.returncode == 0, proc.stderr
+    episode = json.loads(proc.stdout.splitlines()[-1])
+    assert episode["died"] and episode["steps"] < 60 and episode["params"]["death_credit"] == 1
+    with sqlite3.connect(mem / "memory.sqlite") as db:
+        rows = db.execute("SELECT reward, ret FROM steps ORDER BY step").fetchall()
+    assert len(rows) == episode["steps"] >= 3
+    assert all(r == 0.0 for r, _ in rows[:-1]), rows  # no points before the death: nothing to discount
+    assert [g for _, g in rows[:-1]] == [0.0] * (len(rows) - 1)
+    assert rows[-1][1] == rows[-1][0] == pytest.approx(-20.0)  # −10 points lost, −10 the death penalty

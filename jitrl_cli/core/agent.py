@@ -383,10 +383,11 @@ class Agent:
             if terminated or truncated:
                 break
         # learn: credit assignment (rewards → returns), then the memory write
-        returns, reflection_seconds = self.assign_credit(ctx, logs, records, rewards, obs, info)
+        died = bool(info["game_over"]) and terminated
+        returns, reflection_seconds = self.assign_credit(ctx, logs, records, rewards, obs, info, died=died)
         episode_id, run_id, params, write_seconds = self.remember(ctx, env, records, logs, info, started)
         result = self.summarize(
-            episode, episode_id, run_id, namespace, logs, returns, info, died=bool(info["game_over"]) and terminated,
+            episode, episode_id, run_id, namespace, logs, returns, info, died=died,
             seconds=time.perf_counter() - t_episode, write_seconds=write_seconds, params=params,
             reflection_seconds=reflection_seconds,
         )
@@ -541,20 +542,22 @@ class Agent:
         )
 
     def assign_credit(self, ctx: EpisodeContext, logs: list[StepLog], records: list[StepRecord], env_rewards: list[float],
-                      last_obs: str, last_info: dict[str, Any]) -> tuple[list[float], float]:
+                      last_obs: str, last_info: dict[str, Any], *, died: bool = False) -> tuple[list[float], float]:
         """Rewards → returns → the steps' records and logs (paper §3: G_t = Σ_{u≥t} γ^{u−t} r_u, no reward substitution).
 
         r_t is the environment's reward (shaped by its wrappers), replaced by or summed with the LLM
         evaluator's step reward r^LLM_t ∈ [−1, 1] under ``--step-rewards llm``/``both`` (the evaluator is
         shown the step's score change), plus the novelty bonus scale/√(1 + n(s_{t+1})) under ``--novelty``
         (:func:`jitrl_cli.core.returns.novelty_rewards`; kept here, not in a wrapper: see :mod:`adapters.wrappers`).
-        Evaluator and novelty need the memory (learning on).
+        Evaluator and novelty need the memory (learning on). With ``--death-credit H`` an episode that ``died`` charges
+        its last reward to the returns of its last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`).
 
         Args:
             ctx: the finished episode.
             logs, records: the T steps (their ``reward``/``ret`` and the logs' ``llm_reward`` are set here).
             env_rewards: length T, the rewards ``env.step`` gave (score points).
             last_obs, last_info: the observation and ``info`` after the last step.
+            died: whether the episode ended in a game lost (not a victory, not the step limit).
 
         Returns:
             (the T returns G_t, seconds the evaluator took).
@@ -575,7 +578,7 @@ class Agent:
             next_states = [r.world_hash for r in records[1:]] + [last_info["state_hash"]]
             counts = self.store.world_hash_counts(ctx.namespace, next_states)
             rewards = [r + b for r, b in zip(rewards, novelty_rewards(next_states, counts, cfg.novelty))]
-        returns = discounted_returns(rewards, cfg.gamma)
+        returns = discounted_returns(rewards, cfg.gamma, final_credit=cfg.death_credit if died and cfg.death_credit else None)
         for rec, log, r, g in zip(records, logs, rewards, returns):
             rec.reward, rec.ret = r, g
             log.reward, log.ret = r, g

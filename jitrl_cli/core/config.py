@@ -24,7 +24,7 @@ PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "a
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
                   "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False,
-                  "exact_all": False, "across_worlds": "max"}
+                  "exact_all": False, "across_worlds": "max", "death_credit": 0}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -60,6 +60,8 @@ class AgentConfig:
         learn: read and write memory; False is the static baseline (β forced to 0, memory untouched).
         exploration: bonus for unseen candidates (paper / ucb / puct / none); alpha α and bonus_prob λ.
         death_penalty: subtracted from the last reward when the game is lost.
+        death_credit: H; where the game is lost, the last reward (points lost and ``death_penalty``) enters the returns
+            of the last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
         exact_match: retrieve steps taken in exactly the same world state (Jericho's
@@ -128,6 +130,7 @@ class AgentConfig:
     alpha: float = 1.0
     bonus_prob: float = 0.5
     death_penalty: float = 10.0
+    death_credit: int = 0
     max_steps: int = 50
     seed: int = 0
     exact_match: bool = False
