@@ -29,9 +29,10 @@ declare -A FLAGS=(
   [safe-cycles]="--safe-cycles"
   [exact-all]="--exact-all"
   [state-hash-local]="--state-hash local"
+  [death-credit-5]="--death-credit 5"
   [death-penalty-30]="--death-penalty 30"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local)
+ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
