@@ -18,7 +18,7 @@ from jitrl_cli.commands import options
 from jitrl_cli.errors import UserError
 from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
-from jitrl_cli.core.validation import check_across_worlds, check_avoid_deaths_horizon, check_options
+from jitrl_cli.core.validation import check_combinations, check_options
 from jitrl_cli.paths import default_memory_dir
 from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_text
 from memories.embedding import get_embedder
@@ -225,8 +225,8 @@ def inspect(
     check_options(k=k, min_similarity=min_similarity, exploration=exploration, q_estimate=q_estimate,
                   returns=returns, gamma=gamma, beta=beta, alpha=alpha, unseen_q=unseen_q,
                   avoid_deaths_horizon=avoid_deaths_horizon, across_worlds=across_worlds)
-    check_across_worlds(across_worlds, q_estimate)
-    check_avoid_deaths_horizon(avoid_deaths_horizon, avoid_deaths, avoid_deaths_own)
+    check_combinations(avoid_deaths_horizon=avoid_deaths_horizon, avoid_deaths=avoid_deaths,
+                       avoid_deaths_own=avoid_deaths_own, across_worlds=across_worlds, q_estimate=q_estimate)
     if Exploration(exploration) is Exploration.puct:
         raise UserError("--exploration puct weighs its bonus by the model's prior, which memory inspect does not compute; "
                         "use none, ucb or paper")

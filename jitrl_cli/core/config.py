@@ -13,8 +13,7 @@ from typing import Any
 from jitrl_cli.core.advantage import AcrossWorlds, Exploration, QEstimate, UnseenQ
 from jitrl_cli.core.backup import ReturnEstimate
 from jitrl_cli.core.reflection import StepRewards
-from jitrl_cli.core.validation import (check_across_worlds, check_avoid_deaths_horizon, check_options, check_safe_cycles,
-                                      has_rule)
+from jitrl_cli.core.validation import check_combinations, check_options, has_rule
 from jitrl_cli.llm.scoring import Prior
 
 
@@ -167,8 +166,7 @@ class AgentConfig:
 
         Raises:
             UserError: one line naming the first invalid option (:func:`jitrl_cli.core.validation.check_options`), or
-                ``--avoid-deaths-horizon`` above 1 without ``--avoid-deaths`` or ``--avoid-deaths-own``, or
-                ``--safe-cycles`` without ``--avoid-cycles``, or ``--across-worlds mean`` without ``--q-estimate expectimax``.
+                the first option given without the one it needs (:func:`jitrl_cli.core.validation.check_combinations`).
             TypeError: a name that is no field (a programming error).
         """
         known = {f.name: f for f in fields(cls)}
@@ -176,10 +174,7 @@ class AgentConfig:
         if unknown:
             raise TypeError(f"AgentConfig has no field {', '.join(unknown)}")
         check_options(**{name: value for name, value in values.items() if has_rule(name)})
-        given = {f.name: f.default for f in fields(cls)} | values
-        check_avoid_deaths_horizon(given["avoid_deaths_horizon"], given["avoid_deaths"], given["avoid_deaths_own"])
-        check_safe_cycles(given["safe_cycles"], given["avoid_cycles"])
-        check_across_worlds(given["across_worlds"], given["q_estimate"])
+        check_combinations(**({f.name: f.default for f in fields(cls)} | values))
         return cls(**cls.typed(**values))
 
     @classmethod

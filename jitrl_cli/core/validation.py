@@ -76,35 +76,34 @@ def has_rule(name: str) -> bool:
     return name in _RULES or name in _CHOICES
 
 
-def check_avoid_deaths_horizon(horizon: int, avoid_deaths: bool, avoid_deaths_own: bool) -> None:
-    """``--avoid-deaths-horizon`` above 1 acts only with ``--avoid-deaths`` or ``--avoid-deaths-own``.
+# options that act only together with others: (the options a rule reads, whether their values break it, the error)
+_COMBINATIONS: list[tuple[tuple[str, ...], Callable[..., bool], str]] = [
+    (("avoid_deaths_horizon", "avoid_deaths", "avoid_deaths_own"),
+     lambda avoid_deaths_horizon, avoid_deaths, avoid_deaths_own: (avoid_deaths_horizon > 1
+                                                                   and not (avoid_deaths or avoid_deaths_own)),
+     "--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own"),
+    (("safe_cycles", "avoid_cycles"),  # --safe-cycles changes what cycle avoidance does
+     lambda safe_cycles, avoid_cycles: safe_cycles and not avoid_cycles,
+     "--safe-cycles needs --avoid-cycles"),
+    (("across_worlds", "q_estimate"),  # --across-worlds chooses between the world states of the expectimax
+     lambda across_worlds, q_estimate: (AcrossWorlds(across_worlds) is AcrossWorlds.mean
+                                        and QEstimate(q_estimate) is not QEstimate.expectimax),
+     "--across-worlds mean needs --q-estimate expectimax"),
+]
+
+
+def check_combinations(**values: Any) -> None:
+    """Check the options that act only together with others (parameter names → values), each rule whose options are
+    all given: ``--avoid-deaths-horizon`` above 1 needs ``--avoid-deaths`` or ``--avoid-deaths-own``, ``--safe-cycles``
+    needs ``--avoid-cycles`` (not ``--no-avoid-cycles`` or ``--paper``'s settings), ``--across-worlds mean`` needs
+    ``--q-estimate expectimax`` (not ``max``, ``mean`` or ``--paper``'s).
 
     Raises:
-        UserError: a horizon above 1 without either flag.
+        UserError: one line for the first rule broken.
     """
-    if horizon > 1 and not (avoid_deaths or avoid_deaths_own):
-        raise UserError("--avoid-deaths-horizon needs --avoid-deaths or --avoid-deaths-own")
-
-
-def check_safe_cycles(safe_cycles: bool, avoid_cycles: bool) -> None:
-    """``--safe-cycles`` changes what cycle avoidance does, so it acts only with ``--avoid-cycles``.
-
-    Raises:
-        UserError: ``--safe-cycles`` without ``--avoid-cycles`` (``--no-avoid-cycles``, or ``--paper``'s settings).
-    """
-    if safe_cycles and not avoid_cycles:
-        raise UserError("--safe-cycles needs --avoid-cycles")
-
-
-def check_across_worlds(across_worlds: str, q_estimate: str) -> None:
-    """``--across-worlds`` chooses between the world states of the expectimax, so it acts only with
-    ``--q-estimate expectimax``.
-
-    Raises:
-        UserError: ``--across-worlds mean`` with another Q̂ estimate (``--q-estimate max`` or ``mean``, or ``--paper``'s).
-    """
-    if AcrossWorlds(across_worlds) is AcrossWorlds.mean and QEstimate(q_estimate) is not QEstimate.expectimax:
-        raise UserError("--across-worlds mean needs --q-estimate expectimax")
+    for names, broken, message in _COMBINATIONS:
+        if all(name in values for name in names) and broken(**{name: values[name] for name in names}):
+            raise UserError(message)
 
 
 def check_options(**values: Any) -> None:

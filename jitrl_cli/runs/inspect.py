@@ -180,7 +180,8 @@ def inspect_state(
                        "exploration": Exploration(exploration).value, "alpha": alpha,
                        "q_estimate": QEstimate(q_estimate).value, "across_worlds": AcrossWorlds(across_worlds).value,
                        "returns": ReturnEstimate(returns).value, "gamma": gamma,
-                       "exact_match": world is not None, "exact_all": exact_all, "fill_neighbours": fill, "unseen_q": UnseenQ(unseen_q).value,
+                       "exact_match": world is not None, "exact_all": exact_all, "fill_neighbours": fill,
+                       "unseen_q": UnseenQ(unseen_q).value,
                        "backoff_states": backoff_states, "backoff_actions": backoff_actions,
                        "avoid_deaths": avoid_deaths or avoid_deaths_own, "avoid_deaths_own": avoid_deaths_own,
                        "avoid_deaths_horizon": avoid_deaths_horizon})
