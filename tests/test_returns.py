@@ -48,15 +48,21 @@ def test_final_credit_charges_the_last_reward_to_the_last_steps_only():
     # H ≥ T: the Monte Carlo return
     assert discounted_returns(rewards, 0.5, final_credit=4) == discounted_returns(rewards, 0.5)
     assert discounted_returns([], 0.5, final_credit=1) == []
+    # d = −20 of a last reward of −19 (a novelty bonus of 1 on the death's step): the bonus stays in every return
+    assert discounted_returns([1.0, 0.0, 0.0, -19.0], 0.5, final_credit=1, final_reward=-20.0) == pytest.approx(
+        [1.125, 0.25, 0.5, -19.0])
     with pytest.raises(ValueError):
         discounted_returns(rewards, 0.5, final_credit=0)
 
 
 @pytest.mark.slow
-def test_death_credit_in_a_real_zork2_episode(tmp_path):
+@pytest.mark.parametrize("novelty", [0, 1])
+def test_death_credit_in_a_real_zork2_episode(tmp_path, novelty):
     """`play --death-credit 1` on the real zork2 engine and model: seed 0's first episode jumps off the Foot Bridge
     (the step log of `bench/RESULTS.md`, "zork2 below static"). The stored returns of every step before the death
-    hold nothing of it (zork2 gives no points before), the death's own step holds the points lost and the penalty."""
+    hold nothing of it (zork2 gives no points before), the death's own step holds the points lost and the penalty.
+    With `--novelty 1` (the same moves: the first episode has no memory to read) every step's reward holds its novelty
+    bonus, the death's step's included, and the earlier returns keep that bonus while the death stays out of them."""
     import json
     import sqlite3
 
@@ -64,13 +70,21 @@ def test_death_credit_in_a_real_zork2_episode(tmp_path):
 
     mem = tmp_path / "mem"
     proc = run_cli("play", "zork2", "--seed", "0", "--episodes", "1", "--max-steps", "60", "--death-credit", "1",
-                   "--memory", str(mem), "--json")
+                   "--novelty", str(novelty), "--memory", str(mem), "--json")
     assert proc.returncode == 0, proc.stderr
     episode = json.loads(proc.stdout.splitlines()[-1])
     assert episode["died"] and episode["steps"] < 60 and episode["params"]["death_credit"] == 1
     with sqlite3.connect(mem / "memory.sqlite") as db:
         rows = db.execute("SELECT reward, ret FROM steps ORDER BY step").fetchall()
     assert len(rows) == episode["steps"] >= 3
-    assert all(r == 0.0 for r, _ in rows[:-1]), rows  # no points before the death: nothing to discount
-    assert [g for _, g in rows[:-1]] == [0.0] * (len(rows) - 1)
-    assert rows[-1][1] == rows[-1][0] == pytest.approx(-20.0)  # −10 points lost, −10 the death penalty
+    rewards = [r for r, _ in rows]
+    bonus = rewards[-1] + 20.0  # −10 points lost, −10 the death penalty; the rest is the death step's novelty bonus
+    if not novelty:
+        assert all(r == 0.0 for r in rewards[:-1]), rows  # no points before the death: nothing to discount
+        assert [g for _, g in rows[:-1]] == [0.0] * (len(rows) - 1)
+        assert bonus == pytest.approx(0.0)
+    else:
+        assert all(r > 0 for r in rewards[:-1]), rows  # a novelty bonus on every step, no points
+        assert bonus > 0
+    expected = discounted_returns(rewards[:-1] + [bonus], 0.95)[:-1] + [rewards[-1]]
+    assert [g for _, g in rows] == pytest.approx(expected)

@@ -550,7 +550,8 @@ class Agent:
         shown the step's score change), plus the novelty bonus scale/√(1 + n(s_{t+1})) under ``--novelty``
         (:func:`jitrl_cli.core.returns.novelty_rewards`; kept here, not in a wrapper: see :mod:`adapters.wrappers`).
         Evaluator and novelty need the memory (learning on). With ``--death-credit H`` an episode that ``died`` charges
-        its last reward to the returns of its last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`).
+        its last step's reward (the game's and the evaluator's, not its novelty bonus) to the returns of its last H steps
+        only (:func:`jitrl_cli.core.returns.discounted_returns`).
 
         Args:
             ctx: the finished episode.
@@ -574,11 +575,13 @@ class Agent:
                 log.llm_reward = r
         reflection_seconds = time.perf_counter() - t0
         rewards = combine(env_rewards, llm_rewards, cfg.step_rewards)
+        final = rewards[-1] if rewards else None  # the last step's reward before any novelty bonus: what --death-credit confines
         if ctx.use_memory and cfg.novelty and records:
             next_states = [r.world_hash for r in records[1:]] + [last_info["state_hash"]]
             counts = self.store.world_hash_counts(ctx.namespace, next_states)
             rewards = [r + b for r, b in zip(rewards, novelty_rewards(next_states, counts, cfg.novelty))]
-        returns = discounted_returns(rewards, cfg.gamma, final_credit=cfg.death_credit if died and cfg.death_credit else None)
+        returns = discounted_returns(rewards, cfg.gamma, final_credit=cfg.death_credit if died and cfg.death_credit else None,
+                                     final_reward=final)
         for rec, log, r, g in zip(records, logs, rewards, returns):
             rec.reward, rec.ret = r, g
             log.reward, log.ret = r, g

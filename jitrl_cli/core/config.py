@@ -59,8 +59,8 @@ class AgentConfig:
         learn: read and write memory; False is the static baseline (β forced to 0, memory untouched).
         exploration: bonus for unseen candidates (paper / ucb / puct / none); alpha α and bonus_prob λ.
         death_penalty: subtracted from the last reward when the game is lost.
-        death_credit: H; where the game is lost, the last reward (points lost and ``death_penalty``) enters the returns
-            of the last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
+        death_credit: H; where the game is lost, the last step's reward (points lost and ``death_penalty``, not a
+            novelty bonus) enters the returns of the last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
         exact_match: retrieve steps taken in exactly the same world state (Jericho's

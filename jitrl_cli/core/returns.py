@@ -43,13 +43,15 @@ def step_rewards(
     return rewards
 
 
-def discounted_returns(rewards: Sequence[float], gamma: float, *, final_credit: int | None = None) -> list[float]:
+def discounted_returns(rewards: Sequence[float], gamma: float, *, final_credit: int | None = None,
+                       final_reward: float | None = None) -> list[float]:
     """Discounted returns G_t = Σ_{u≥t} γ^{u−t} r_u (Sutton & Barto eq. 3.8).
 
-    With ``final_credit`` H (our addition, `--death-credit`, for an episode that ended in a death): the last reward
-    r_{T−1} (the points lost and the death penalty) enters only the returns of the last H steps,
+    With ``final_credit`` H (our addition, `--death-credit`, for an episode that ended in a death): the death's reward
+    d (``final_reward``, part of the last reward r_{T−1}: the points lost and the death penalty) enters only the returns
+    of the last H steps,
 
-        G_t = Σ_{u≥t} γ^{u−t} r_u − [t < T−H]·γ^{T−1−t}·r_{T−1},
+        G_t = Σ_{u≥t} γ^{u−t} r_u − [t < T−H]·γ^{T−1−t}·d,
 
     so a death is charged to the moves that led into it, not to every move of the episode: with γ 0.95 a death 20
     steps later still weighs about 0.36 of itself, and under Q̂ = max one such episode fixes the value of a move
@@ -59,10 +61,12 @@ def discounted_returns(rewards: Sequence[float], gamma: float, *, final_credit: 
         rewards: length-T sequence of rewards r_0..r_{T−1}.
         gamma: discount γ in [0, 1].
         final_credit: H ≥ 1, or None: every step's return holds the last reward.
+        final_reward: d, the part of r_{T−1} that ``final_credit`` confines (score points); None: all of r_{T−1}. The
+            rest of r_{T−1} (a novelty bonus for the step's new state) counts in every return as any reward does.
 
     Returns:
-        length-T list of returns, computed backwards: G_t = r_t + γ·G_{t+1}, G_T = 0 (less the last reward's share
-        where ``final_credit`` says so).
+        length-T list of returns, computed backwards: G_t = r_t + γ·G_{t+1}, G_T = 0 (less the death's share where
+        ``final_credit`` says so).
 
     Raises:
         ValueError: if gamma is outside [0, 1] or ``final_credit`` is below 1.
@@ -73,10 +77,11 @@ def discounted_returns(rewards: Sequence[float], gamma: float, *, final_credit: 
         raise ValueError(f"final_credit must be at least 1, got {final_credit}")
     n = len(rewards)
     returns = [0.0] * n
-    future = without_last = 0.0  # G_t, and G_t of the same rewards with r_{T−1} = 0
+    last = float(rewards[-1] if final_reward is None else final_reward) if n else 0.0
+    future = without_last = 0.0  # G_t, and G_t of the same rewards with d taken from r_{T−1}
     for t in range(n - 1, -1, -1):
         future = float(rewards[t]) + gamma * future
-        without_last = (float(rewards[t]) if t < n - 1 else 0.0) + gamma * without_last
+        without_last = (float(rewards[t]) if t < n - 1 else float(rewards[t]) - last) + gamma * without_last
         returns[t] = without_last if final_credit is not None and t < n - final_credit else future
     return returns
 
