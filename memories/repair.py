@@ -27,13 +27,10 @@ import numpy as np
 from filelock import FileLock
 
 from memories.embedding import Embedder
-from memories.store import (
+from memories.files import (
     SQLITE_MAGIC,
-    EpisodeRecord,
     MemoryDamagedError,
-    MemoryStore,
     MemoryStoreError,
-    StepRecord,
     check_database_file,
     check_memory_root,
     check_writable,
@@ -41,6 +38,7 @@ from memories.store import (
     one_line,
     sqlite_failure,
 )
+from memories.store import EpisodeRecord, MemoryStore, StepRecord
 
 Progress = Callable[[str, int, int], None]
 

@@ -30,7 +30,8 @@ from typing import IO
 
 import numpy as np
 
-from memories.store import SCHEMA_VERSION, EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
+from memories.files import MemoryStoreError
+from memories.store import SCHEMA_VERSION, EpisodeRecord, MemoryStore, StepRecord
 
 FORMAT = "jitrl-memory"
 FORMAT_VERSION = 1

@@ -114,7 +114,10 @@ def test_version():
 
 
 def test_shell_completion(tmp_path):
-    script = run_cli("--show-completion", "bash")
+    # the shell is named, not detected: typer otherwise looks for a shell among the process's ancestors (shellingham),
+    # and a test run started without one (a detached job, a CI runner that starts pytest itself) finds none
+    named = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = run_cli("--show-completion", "bash", env=named)
     assert script.returncode == 0, script.stderr
     assert "_JITRL_COMPLETE=complete_bash" in script.stdout and "complete" in script.stdout
     # what the installed script asks: complete `jitrl pl` and `jitrl play --ep`
@@ -122,7 +125,7 @@ def test_shell_completion(tmp_path):
     assert words.returncode == 0 and words.stdout.split() == ["play"], (words.stdout, words.stderr)
     opts = run_cli(env={"_JITRL_COMPLETE": "complete_bash", "COMP_WORDS": "jitrl play --ep", "COMP_CWORD": "2"})
     assert opts.returncode == 0 and "--episodes" in opts.stdout.split(), (opts.stdout, opts.stderr)
-    installed = run_cli("--install-completion", "bash", env={"HOME": str(tmp_path)})
+    installed = run_cli("--install-completion", "bash", env={"HOME": str(tmp_path)} | named)
     assert installed.returncode == 0, installed.stderr
     assert "jitrl" in (tmp_path / ".bashrc").read_text()
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from memories.embedding import HashedNgramEmbedder
-from memories.store import TERMINAL, EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
+from memories.files import MemoryStoreError
+from memories.store import TERMINAL, EpisodeRecord, MemoryStore, StepRecord
 
 
 def _episode(store, rng, game, n_steps, tag):

@@ -411,7 +411,7 @@ def test_tables_are_not_cut_when_piped(tmp_path):
 
 def test_a_writer_lock_held_too_long_is_a_one_line_error(tmp_path):
     """A writer waiting past the lock's timeout gets a MemoryStoreError (one line via the CLI), not filelock's Timeout."""
-    from memories.store import MemoryStoreError, _WriterLock
+    from memories.files import MemoryStoreError, WriterLock
 
     lock_path = tmp_path / "memory.lock"
     holder = subprocess.Popen(
@@ -420,11 +420,11 @@ def test_a_writer_lock_held_too_long_is_a_one_line_error(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(MemoryStoreError, match=r"another jitrl process has held .*memory\.lock for 0\.2 s") as err:
-            with _WriterLock(str(lock_path), timeout=0.2):
+            with WriterLock(str(lock_path), timeout=0.2):
                 pass
         assert "\n" not in str(err.value)
     finally:
         holder.kill()
         holder.wait()
-    with _WriterLock(str(lock_path), timeout=5):  # free again once the holder is gone
+    with WriterLock(str(lock_path), timeout=5):  # free again once the holder is gone
         pass

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from memories.embedding import HashedNgramEmbedder
-from memories.store import EpisodeRecord, MemoryStore, MemoryStoreError, StepRecord
+from memories.files import MemoryStoreError
+from memories.store import EpisodeRecord, MemoryStore, StepRecord
 from tests.conftest import ROOT, run_cli
 
 

@@ -25,7 +25,8 @@ from jitrl_cli.runs.parallel import PlayJob, run_play_workers
 from jitrl_cli.runs.runner import run_episodes
 from jitrl_cli.runs.session import open_game_session, resolve_game
 from memories.embedding import get_embedder
-from memories.store import MemoryStore, MemoryStoreError
+from memories.files import MemoryStoreError
+from memories.store import MemoryStore
 
 app = typer.Typer(
     help="jitrl: a local LLM agent that learns while it plays (Just-In-Time RL, arXiv 2601.18510).",

@@ -24,7 +24,8 @@ from jitrl_cli.runs.inspect import inspect_state, state_from_step, state_from_te
 from memories.embedding import get_embedder
 from memories.repair import database_problem, rebuild as do_rebuild
 from memories.stats import action_summary, find_episode_ids, game_stats, list_episodes
-from memories.store import IndexDamagedError, MemoryStore, REBUILD_HINT, check_memory_root
+from memories.files import REBUILD_HINT, IndexDamagedError, check_memory_root
+from memories.store import MemoryStore
 from memories.transfer import export_memory, import_memory, read_export
 
 memory_app = typer.Typer(help="Inspect, export, import, prune and repair the agent's memory.", no_args_is_help=True)
