@@ -60,7 +60,8 @@ class AgentConfig:
         exploration: bonus for unseen candidates (paper / ucb / puct / none); alpha α and bonus_prob λ.
         death_penalty: subtracted from the last reward when the game is lost.
         death_credit: H; where the game is lost, the last step's reward (points lost and ``death_penalty``, not a
-            novelty bonus) enters the returns of the last H steps only (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
+            novelty bonus) enters the returns of the last H steps only
+            (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
         exact_match: retrieve steps taken in exactly the same world state (Jericho's

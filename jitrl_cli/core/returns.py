@@ -81,7 +81,7 @@ def discounted_returns(rewards: Sequence[float], gamma: float, *, final_credit: 
     future = without_last = 0.0  # G_t, and G_t of the same rewards with d taken from r_{T−1}
     for t in range(n - 1, -1, -1):
         future = float(rewards[t]) + gamma * future
-        without_last = (float(rewards[t]) if t < n - 1 else float(rewards[t]) - last) + gamma * without_last
+        without_last = float(rewards[t]) - (last if t == n - 1 else 0.0) + gamma * without_last
         returns[t] = without_last if final_credit is not None and t < n - final_credit else future
     return returns
 
