@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 
 REBUILD_HINT = "run `jitrl memory rebuild`"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+LOCK_TIMEOUT_S = 300.0  # how long a writer waits for another process's hold on memory.lock (seconds)
 
 
 class MemoryStoreError(Exception):

@@ -24,13 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
 from memories.embedding import Embedder
 from memories.files import (
+    LOCK_TIMEOUT_S,
     SQLITE_MAGIC,
     MemoryDamagedError,
     MemoryStoreError,
+    WriterLock,
     check_database_file,
     check_memory_root,
     check_writable,
@@ -280,7 +281,8 @@ def _salvage_rows(copy: Path, dim: int, stamp: str, damaged_name: str, report: R
     return [(record, s) for _, record, s in kept]
 
 
-def salvage_database(root: Path, embedder: Embedder, progress: Progress | None = None) -> RebuildReport:
+def salvage_database(root: Path, embedder: Embedder, progress: Progress | None = None, *,
+                     lock_timeout: float = LOCK_TIMEOUT_S) -> RebuildReport:
     """Copy every wholly readable episode of a damaged ``memory.sqlite`` into a new database.
 
     The damaged file (with its ``-wal``/``-shm``) is renamed to
@@ -291,15 +293,19 @@ def salvage_database(root: Path, embedder: Embedder, progress: Progress | None =
     ``salvaged-…`` uuid, its last step's score, and the salvage time as its dates. Episodes are
     written in their old order; losses are counted (see :class:`RebuildReport`).
 
+    Args:
+        lock_timeout: seconds to wait for another process's hold on ``memory.lock``.
+
     Raises:
-        MemoryStoreError: if the memory directory cannot be written.
+        MemoryStoreError: if the memory directory cannot be written, or another process holds its writer lock
+            past ``lock_timeout`` (nothing is renamed then).
     """
     check_writable(root)
     db_path = root / "memory.sqlite"
     report = RebuildReport(salvaged=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     damaged_path = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
-    with FileLock(str(root / "memory.lock"), timeout=300):
+    with WriterLock(str(root / "memory.lock"), timeout=lock_timeout):
         for suffix in ("", "-wal", "-shm"):
             src = db_path.with_name(db_path.name + suffix)
             if src.exists():

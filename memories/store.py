@@ -29,6 +29,7 @@ import numpy as np
 
 from memories.embedding import Embedder
 from memories.files import (
+    LOCK_TIMEOUT_S,
     REBUILD_HINT,
     IndexDamagedError,
     MemoryDamagedError,
@@ -236,7 +237,7 @@ class MemoryStore:
             except OSError as exc:
                 raise MemoryStoreError(f"cannot create memory directory {self.root}: {exc.strerror or one_line(exc)}") from None
             check_writable(self.root)
-        self._lock = WriterLock(str(self.root / "memory.lock"), timeout=300)
+        self._lock = WriterLock(str(self.root / "memory.lock"), timeout=LOCK_TIMEOUT_S)
         self._indexes: dict[str, hnswlib.Index] = {}
         self._high: dict[str, int] = {}  # largest step id in each loaded index
         self._epoch: dict[str, int] = {}  # index epoch each loaded index belongs to

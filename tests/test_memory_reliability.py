@@ -7,6 +7,7 @@ nothing leaks into the machine's mounts; a permission error is the CLI run as ro
 capabilities that let root ignore file modes (`setpriv`), since tests run as root.
 """
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -409,22 +410,47 @@ def test_tables_are_not_cut_when_piped(tmp_path):
     assert inspected.returncode == 0 and steps[2].state_key in inspected.stdout and "…" not in inspected.stdout
 
 
-def test_a_writer_lock_held_too_long_is_a_one_line_error(tmp_path):
-    """A writer waiting past the lock's timeout gets a MemoryStoreError (one line via the CLI), not filelock's Timeout."""
-    from memories.files import MemoryStoreError, WriterLock
-
-    lock_path = tmp_path / "memory.lock"
+@contextlib.contextmanager
+def _lock_held_by_another_process(lock_path):
+    """A real second process holds the filelock at ``lock_path`` (up to 30 s) while the block runs."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
          "print('held', flush=True); time.sleep(30)", str(lock_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_writer_lock_held_too_long_is_a_one_line_error(tmp_path):
+    """A writer waiting past the lock's timeout gets a MemoryStoreError (one line via the CLI), not filelock's Timeout."""
+    from memories.files import MemoryStoreError, WriterLock
+
+    lock_path = tmp_path / "memory.lock"
+    with _lock_held_by_another_process(lock_path):
         with pytest.raises(MemoryStoreError, match=r"another jitrl process has held .*memory\.lock for 0\.2 s") as err:
             with WriterLock(str(lock_path), timeout=0.2):
                 pass
         assert "\n" not in str(err.value)
-    finally:
-        holder.kill()
-        holder.wait()
     with WriterLock(str(lock_path), timeout=5):  # free again once the holder is gone
         pass
+
+
+def test_salvage_waiting_past_the_writer_lock_is_a_one_line_error_and_moves_nothing(tmp_path):
+    """`memory rebuild`'s salvage takes the same writer lock as every writer: held by another process past its
+    timeout, it is a MemoryStoreError (not filelock's Timeout) and the damaged database stays where it was."""
+    from memories.embedding import get_embedder
+    from memories.files import MemoryStoreError
+    from memories.repair import salvage_database
+
+    mem = tmp_path / "mem"
+    mem.mkdir()
+    (mem / "memory.sqlite").write_bytes(b"not a database" * 10)
+    with _lock_held_by_another_process(mem / "memory.lock"):
+        with pytest.raises(MemoryStoreError, match=r"another jitrl process has held .*memory\.lock for 0\.2 s") as err:
+            salvage_database(mem, get_embedder(), lock_timeout=0.2)
+        assert "\n" not in str(err.value)
+    assert sorted(p.name for p in mem.iterdir()) == ["memory.lock", "memory.sqlite"]
+    assert (mem / "memory.sqlite").read_bytes() == b"not a database" * 10
