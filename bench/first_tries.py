@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import sqlite3
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from memories.files import connect_readonly  # noqa: E402
 
 CLASSES = ("new state", "new action", "repeat")
 
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     for path in memories:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with contextlib.closing(connect_readonly(path)) as db:
             for kind, steps in classify(db).items():
                 games[path.parents[2].name][kind] += steps
     print("| game | " + " | ".join(f"{c}: steps, deaths, points/step" for c in CLASSES)
