@@ -32,16 +32,29 @@ def _complete_episodes(db_path):
 
 
 def _assert_consistent(mem):
-    """Every episode is whole; the index file holds no label without a row; once caught up it equals the rows."""
+    """Every episode is whole; the index file holds no label without a row; once caught up it holds
+    exactly the rows (each label's vector is its row's embedding) and answers queries.
+
+    The index is compared with the rows label by label, not through a nearest-neighbour query: these
+    synthetic keys differ only in numbers, so their similarities tie massively, and on such data HNSW
+    search misses an exact match now and then (about 1 build in 60 here) while real game memories
+    answer every self-query (bench/results/suite12-exact memories: 99.9 to 100%).
+    """
     complete = _complete_episodes(mem / "memory.sqlite")
     assert all(complete.values()), "half an episode is stored"
     with MemoryStore(mem, HashedNgramEmbedder()) as store:
         for game in store.games():
             report = store.check_index(game)
             assert report["stale"] == 0
-            assert store.index_for(game).get_current_count() == store.count_steps(game)
-            stored = np.frombuffer(store.read("SELECT embedding FROM steps WHERE game = ? LIMIT 1", (game,))[0][0], np.float32)
-            assert store.query(game, stored, k=3)[0].similarity == pytest.approx(1.0, abs=1e-3)  # the index answers
+            index = store.index_for(game)
+            rows = store.read("SELECT id, embedding FROM steps WHERE game = ? ORDER BY id", (game,))
+            ids = [r[0] for r in rows]
+            assert sorted(int(x) for x in index.get_ids_list()) == ids
+            vectors = np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+            indexed = np.asarray(index.get_items(ids), dtype=np.float32)  # cosine space: stored normalized
+            assert np.allclose(indexed, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), atol=1e-5)
+            answer = store.query(game, vectors[0], k=3)  # the index answers, with rows that exist
+            assert len(answer) == min(3, len(ids)) and all(r.id in set(ids) for r in answer)
     return complete
 
 
