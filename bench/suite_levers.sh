@@ -3,6 +3,7 @@
 #
 #   bench/suite_levers.sh                      # every lever below, in this order
 #   bench/suite_levers.sh replay-best novelty  # only these
+#   SUITE_GAMES=enchanter,jewel bench/suite_levers.sh defaults  # these games first (a later run of all 12 resumes it)
 #
 # Each run is the defaults plus the lever's flags (the two levers measured before back-off states became the
 # default, 2026-12-05, keep the defaults of then: --no-backoff-states): 30 episodes × 60 steps × 2 seeds of the jitrl arm,
@@ -13,8 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export JITRL_THREADS="${JITRL_THREADS:-1}"
-GAMES=zork1,zork2,detective,spellbrkr,enchanter,advent,inhumane,sorcerer,omniquest,jewel,snacktime,reverb
+GAMES=${SUITE_GAMES:-zork1,zork2,detective,spellbrkr,enchanter,advent,inhumane,sorcerer,omniquest,jewel,snacktime,reverb}
 declare -A FLAGS=(
+  [defaults]=""  # the defaults of the code that plays it, the column every lever is read against
   [replay-best]="--replay-best --no-backoff-states"
   [puct-no-avoid-cycles]="--exploration puct --no-avoid-cycles"
   [prompt-inventory]="--prompt-inventory --no-backoff-states"
@@ -32,7 +34,7 @@ declare -A FLAGS=(
   [death-credit-5]="--death-credit 5"
   [death-penalty-30]="--death-penalty 30"
 )
-ORDER=(replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5)
+ORDER=(defaults replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
