@@ -47,6 +47,7 @@ ALPHA = typer.Option(1.0, "--alpha", help="α: exploration bonus scale.")
 BONUS_PROB = typer.Option(0.5, "--bonus-prob", help="λ: probability of the paper's exploration bonus.")
 DEATH_PENALTY = typer.Option(10.0, "--death-penalty", help="Reward subtracted when the game is lost.")
 DEATH_CREDIT = typer.Option(0, "--death-credit", help="H: where the game is lost, the points lost and the death penalty enter the returns of the last H steps only, not of every step before the death (0: every step, the Monte Carlo return).")
+CAUTIOUS_AFTER = typer.Option(0, "--cautious-after", help="N: once this game's memory holds N episodes lost to a death and not one step that scored a point, play without the exploration bonus and without cycle avoidance (exploring has found only deaths), keeping to the moves memory knows survive, until a point is scored (0: never).")
 EXACT_MATCH = typer.Option(True, "--exact-match/--no-exact-match", help="Retrieve steps from the identical world state (Jericho's state hash) first.")
 Q_ESTIMATE = typer.Option("expectimax", "--q-estimate", help=_Q_HELP)
 WEB_Q_ESTIMATE = typer.Option(WEB_DEFAULTS["q_estimate"], "--q-estimate", help=_Q_HELP)
@@ -99,6 +100,7 @@ VALID_ACTIONS_TIMEOUT = typer.Option(10.0, "--valid-actions-timeout", help="Seco
 GAME_POLICY: dict[str, Any] = {
     "beta": BETA, "gamma": GAMMA, "k": K, "min_similarity": MIN_SIMILARITY, "temperature": TEMPERATURE,
     "exploration": EXPLORATION, "alpha": ALPHA, "bonus_prob": BONUS_PROB, "death_penalty": DEATH_PENALTY, "death_credit": DEATH_CREDIT,
+    "cautious_after": CAUTIOUS_AFTER,
     "exact_match": EXACT_MATCH, "exact_all": EXACT_ALL, "fill_neighbours": FILL_NEIGHBOURS, "avoid_cycles": AVOID_CYCLES, "safe_cycles": SAFE_CYCLES,
     "unseen_q": UNSEEN_Q, "backoff_states": BACKOFF_STATES, "avoid_deaths": AVOID_DEATHS, "avoid_deaths_own": AVOID_DEATHS_OWN, "avoid_deaths_horizon": AVOID_DEATHS_HORIZON, "prior": PRIOR, "novelty": NOVELTY, "q_estimate": Q_ESTIMATE,
     "across_worlds": ACROSS_WORLDS, "step_rewards": STEP_REWARDS, "returns": RETURNS, "replay_best": REPLAY_BEST, "prompt_inventory": PROMPT_INVENTORY, "history": HISTORY, "greedy": GREEDY,

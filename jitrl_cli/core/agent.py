@@ -27,7 +27,7 @@ from adapters.state_key import situation_key
 from adapters.wrappers import DeathPenalty, find_wrapper
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.core.config import AgentConfig
-from jitrl_cli.core.advantage import AdvantageEstimate, Neighbour, estimate_advantages, normalize_action
+from jitrl_cli.core.advantage import AdvantageEstimate, Exploration, Neighbour, estimate_advantages, normalize_action
 from jitrl_cli.llm.prompt import TranscriptPrompt
 from jitrl_cli.core.reflection import StepEvaluator, StepRewards, Transition, combine
 from jitrl_cli.core.retrieval import as_neighbours, retrieve_neighbourhood, situation_deaths
@@ -129,6 +129,7 @@ class EpisodeResult:
     cross_task_fraction: float | None = None  # mean share of neighbours from other tasks, over steps that had any
     valid_actions_timeouts: int = 0  # steps whose candidates were the fallback moves (the valid-action finder timed out)
     replayed_steps: int = 0  # the episode's first steps that replayed the best episode's path (``replay_best``)
+    cautious: bool = False  # played without exploration bonus and cycle avoidance (``cautious_after``)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -244,6 +245,7 @@ class EpisodeContext:
     replay: list[tuple[str, str | None]] = field(default_factory=list)  # (action, world hash) still to replay
     task: str | None = None  # the environment's name (a game, a web task), recorded with the episode
     backoff: Callable[[str], str] | None = None  # the environment's back-off action key (``backoff_actions``)
+    cautious: bool = False  # no exploration bonus, no cycle avoidance this episode (``cautious_after``)
 
 
 @dataclass
@@ -389,7 +391,7 @@ class Agent:
         result = self.summarize(
             episode, episode_id, run_id, namespace, logs, returns, info, died=died,
             seconds=time.perf_counter() - t_episode, write_seconds=write_seconds, params=params,
-            reflection_seconds=reflection_seconds,
+            reflection_seconds=reflection_seconds, cautious=ctx.cautious,
         )
         if observer is not None:
             observer.on_episode_end(result, logs)
@@ -449,6 +451,9 @@ class Agent:
         ctx.task = getattr(env, "name", None)
         if cfg.abstract_actions and cfg.backoff_actions:
             ctx.backoff = getattr(env, "backoff_key", None)
+        if use_memory and cfg.cautious_after:  # exploring has met only deaths: keep to what memory knows survives
+            deaths, scored = self.store.outcomes(namespace)
+            ctx.cautious = deaths >= cfg.cautious_after and scored == 0
         if use_memory and cfg.replay_best:
             # Go-Explore's return: to a state drawn uniformly along the best path (its frontier included), so
             # exploration also starts before a frontier that leads only to dead ends (zork1's dark cellar)
@@ -503,10 +508,12 @@ class Agent:
         timings["scoring"] = scored.seconds
         t0 = time.perf_counter()
         prior_p = np.exp(log_softmax(scored.logprobs / cfg.temperature))
+        avoid_cycles = cfg.avoid_cycles and not ctx.cautious
         est = estimate_advantages(
-            match, neighbours, exploration=cfg.exploration, alpha=cfg.alpha, bonus_prob=cfg.bonus_prob, rng=ctx.rng,
+            match, neighbours, exploration=Exploration.none if ctx.cautious else cfg.exploration, alpha=cfg.alpha,
+            bonus_prob=cfg.bonus_prob, rng=ctx.rng,
             q_estimate=cfg.q_estimate, pending_counts=ctx.cycles.pending_counts(candidates),
-            repeated=ctx.cycles.repeated(candidates) if cfg.avoid_cycles else [False] * len(candidates),
+            repeated=ctx.cycles.repeated(candidates) if avoid_cycles else [False] * len(candidates),
             unseen_q=cfg.unseen_q, backoff=ctx.backoff if match is not candidates else None, prior=prior_p,
             similar=similar, deadly=deadly, deadly_mean=cfg.avoid_deaths_horizon > 1,
             safe_cycles=cfg.safe_cycles, across_worlds=cfg.across_worlds,
@@ -612,7 +619,8 @@ class Agent:
 
     def summarize(self, episode: int, episode_id: int | None, run_id: str, namespace: str, logs: list[StepLog],
                   returns: list[float], last_info: dict[str, Any], *, died: bool, seconds: float,
-                  write_seconds: float, params: dict[str, Any], reflection_seconds: float) -> EpisodeResult:
+                  write_seconds: float, params: dict[str, Any], reflection_seconds: float,
+                  cautious: bool = False) -> EpisodeResult:
         """The :class:`EpisodeResult` of a finished episode (scores, counts, token and time statistics)."""
         step_seconds = [sum(log.timings.values()) for log in logs]
         keys = sorted({k for log in logs for k in log.timings})
@@ -637,5 +645,5 @@ class Agent:
             cross_task_fraction=(statistics.fmean(shares) if (shares := [log.cross_task for log in logs
                                                                           if log.cross_task is not None]) else None),
             valid_actions_timeouts=sum(log.valid_actions_timeout for log in logs),
-            replayed_steps=sum(log.replayed for log in logs),
+            replayed_steps=sum(log.replayed for log in logs), cautious=cautious,
         )

@@ -23,7 +23,7 @@ PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "a
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
                   "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
                   "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False,
-                  "exact_all": False, "across_worlds": "max", "death_credit": 0}
+                  "exact_all": False, "across_worlds": "max", "death_credit": 0, "cautious_after": 0}
 
 
 def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
@@ -62,6 +62,10 @@ class AgentConfig:
         death_credit: H; where the game is lost, the last step's reward (points lost and ``death_penalty``, not a
             novelty bonus) enters the returns of the last H steps only
             (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
+        cautious_after: N ≥ 1: an episode starts cautious when the game's memory holds N episodes that ended in a death
+            and no step that scored a point (:meth:`memories.store.MemoryStore.outcomes`): it plays without the
+            exploration bonus (``exploration`` none) and without cycle avoidance, so it keeps to the moves memory knows
+            survive, until a point is scored; 0: never (every other option as given).
         max_steps: steps per episode.
         seed: seed of the action sampler (episode e uses seed + e).
         exact_match: retrieve steps taken in exactly the same world state (Jericho's
@@ -131,6 +135,7 @@ class AgentConfig:
     bonus_prob: float = 0.5
     death_penalty: float = 10.0
     death_credit: int = 0
+    cautious_after: int = 0
     max_steps: int = 50
     seed: int = 0
     exact_match: bool = False

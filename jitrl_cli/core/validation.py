@@ -55,6 +55,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bonus_prob": (_finite(lambda v: 0 <= v <= 1), "in [0, 1]"),
     "death_penalty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
     "death_credit": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0"),
+    "cautious_after": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0"),
     "novelty": (_finite(lambda v: v >= 0), "a finite number >= 0"),
     "history": (_finite(lambda v: v >= 0 and v == int(v)), "an integer >= 0"),
     "avoid_deaths_horizon": (_finite(lambda v: v >= 1 and v == int(v)), "an integer >= 1"),

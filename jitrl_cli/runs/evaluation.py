@@ -171,7 +171,7 @@ def run_lists(out: Path, key: str) -> bool:
 ADDED_SETTINGS = {"prompt_inventory": False, "abstract_actions": False, "replay_best": False, "returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "unseen_q": "value", "prior": "sequence",
                   "state_hash": "jericho", "history": None, "backoff_actions": False,
                   "backoff_states": False, "avoid_deaths": False, "avoid_deaths_own": False, "avoid_deaths_horizon": 1,
-                  "page_seed_stride": 1, "safe_cycles": False, "exact_all": False, "across_worlds": "max", "death_credit": 0}
+                  "page_seed_stride": 1, "safe_cycles": False, "exact_all": False, "across_worlds": "max", "death_credit": 0, "cautious_after": 0}
 
 
 def check_out_dir(out: Path) -> None:
