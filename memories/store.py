@@ -799,18 +799,19 @@ class MemoryStore:
                          f" AND e.id IN ({','.join('?' * len(ids))})", ids)
         return {int(i): int(t) for i, t in rows}
 
-    def outcomes(self, game: str) -> tuple[int, int]:
+    def outcomes(self, game: str, start_score: float | None = None) -> tuple[int, int]:
         """What exploring ``game`` has met so far: (stored episodes that ended in a death, stored steps that scored).
 
         A death is as :meth:`episode_deaths` counts one (ended before its step limit, a negative reward at its last
-        step). A step scored where its score is above the score after the step before it in its episode (a point the
-        game gave; an episode's first step is not counted: the score before it is not stored). (0, 0) for a game
-        with no stored episode.
+        step). A step scored where its score is above the score after the step before it in its episode, or above
+        ``start_score`` (the score a new episode starts with; the score before an episode's first step is not stored,
+        so without it a point at a first step is not counted). (0, 0) for a game with no stored episode.
         """
         deaths = self.read("SELECT COUNT(*) FROM episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
                            f" WHERE e.game = ? AND {_ENDED_EARLY} AND s.reward < 0", (game,))[0][0]
         scored = self.read("SELECT COUNT(*) FROM (SELECT score, LAG(score) OVER (PARTITION BY episode_id ORDER BY step)"
-                           " AS before FROM steps WHERE game = ?) WHERE score > before", (game,))[0][0]
+                           " AS before FROM steps WHERE game = ?) WHERE score > before OR score > ?",
+                           (game, start_score))[0][0]
         return int(deaths), int(scored)
 
     def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:

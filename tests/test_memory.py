@@ -317,3 +317,31 @@ def test_step_state_of_a_stored_step(tmp_path):
     assert store.step_state(eid, 1).world_hash is None
     assert store.step_state(eid, 2) is None and store.step_state(eid + 1, 0) is None
     store.close()
+
+
+def test_outcomes_count_deaths_and_steps_that_scored(tmp_path):
+    """`MemoryStore.outcomes` (what `--cautious-after` reads): a death is an episode that ended before its step limit
+    with a negative last reward; a step scored where its score rose over the step before it in the same episode."""
+    emb = HashedNgramEmbedder()
+    store = MemoryStore(tmp_path, emb)
+
+    def episode(uid, game, scores, rewards, max_steps=60):
+        steps = [StepRecord(step=t, state_key=f"{uid} {t}", embedding=emb.embed(f"{uid} {t}"), action="wait",
+                            reward=r, ret=0.0, score=s) for t, (s, r) in enumerate(zip(scores, rewards))]
+        store.write_episode(EpisodeRecord(uuid=uid, game=game, score=scores[-1], steps=len(steps),
+                                          params={"max_steps": max_steps}), steps)
+
+    assert store.outcomes("g") == (0, 0)
+    episode("died", "g", [0, 0, -10], [0, 0, -20])  # ended at step 3 of 60, lost: a death
+    episode("limit", "g", [0, -10], [0, -20], max_steps=2)  # lost at its step limit: not counted
+    episode("first", "g", [5, 5], [5, 0])  # a point at the first step: counted only against the start score
+    episode("other", "h", [0, 1, 1], [0, 1, 0])
+    assert store.outcomes("g") == (1, 0)
+    assert store.outcomes("g", start_score=0.0) == (1, 2)  # both steps of "first" are above the start
+    assert store.outcomes("g", start_score=5.0) == (1, 0)
+    episode("scored", "g", [0, 5, 5, 0, 7], [0, 5, 0, -5, 7])  # two rises (0 → 5, 0 → 7), one fall
+    assert store.outcomes("g") == (1, 2)
+    assert store.outcomes("g", start_score=5.0) == (1, 2)  # a step counts once: 7 is a rise and above the start
+    assert store.outcomes("g", start_score=0.0) == (1, 5)  # "first" 2, and 5, 5 (above the start), 7
+    assert store.outcomes("h") == (0, 1)
+    store.close()

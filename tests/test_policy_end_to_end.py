@@ -427,3 +427,63 @@ def test_across_worlds_mean_weighs_the_similar_world_states_as_chance(tmp_path, 
     best, chance = south("max"), south("mean", "--across-worlds", "mean")
     assert best["count"] == chance["count"] == 2
     assert best["q"] == pytest.approx(0.0) and chance["q"] == pytest.approx(-10.0)
+
+
+def test_cautious_after_deaths_with_no_point_turns_exploration_and_cycle_avoidance_off(tmp_path, games_dir):
+    """`--cautious-after N` on the real zork2 engine and model. The memory holds, for the Barrow and the Narrow Tunnel,
+    one safe move each ("south", "north": G = 0) and, for every other candidate, a one-step episode that died there
+    (reward −20 before its step limit). zork2 has given no point, so with N at most the number of deaths the episode
+    is cautious: back in the Tunnel, "north", which closed a cycle, keeps its own advantage and is taken again, and no
+    candidate gets an exploration bonus. With N above the deaths, or after one stored step that scored, the episode
+    explores as the defaults do: "north" gets Ã = −1 (cycle avoidance)."""
+    from adapters.jericho_env import JerichoEnv
+    from memories.embedding import HashedNgramEmbedder
+    from memories.store import EpisodeRecord, MemoryStore, StepRecord
+
+    env = JerichoEnv(games_dir / "zork2.z5", max_steps=60)
+    try:
+        _, barrow = env.reset()
+        *_, tunnel = env.step("south")
+    finally:
+        env.close()
+    emb = HashedNgramEmbedder()
+    losses = [(info, a) for info, safe in ((barrow, "south"), (tunnel, "north")) for a in info["candidates"] if a != safe]
+
+    def seeded(name, scored=False):
+        mem = tmp_path / name
+        with MemoryStore(mem, emb) as store:
+            for i, (info, action) in enumerate([(barrow, "south"), (tunnel, "north"), *losses]):
+                died = i >= 2
+                step = StepRecord(step=0, state_key=info["state_key"], embedding=emb.embed(info["state_key"]),
+                                  action=action, reward=-20.0 if died else 0.0, ret=-20.0 if died else 0.0,
+                                  world_hash=info["state_hash"], score=-10.0 if died else 0.0)
+                store.write_episode(EpisodeRecord(uuid=f"seed{i}", game="zork2", score=step.score, steps=1,
+                                                  params={"max_steps": 60}), [step])
+            if scored:  # one point, two steps elsewhere
+                steps = [StepRecord(step=t, state_key=f"elsewhere {t}", embedding=emb.embed(f"elsewhere {t}"),
+                                    action="wait", reward=float(t), ret=float(t), score=float(t)) for t in range(2)]
+                store.write_episode(EpisodeRecord(uuid="scored", game="zork2", score=1.0, steps=2,
+                                                  params={"max_steps": 60}), steps)
+        return mem
+
+    def tunnel_again(name, *flags, scored=False):
+        logs = tmp_path / f"{name}-logs"
+        proc = run_cli("play", "zork2", "--json", "--episodes", "1", "--max-steps", "4", "--seed", "0", "--memory",
+                       str(seeded(name, scored)), "--log-dir", str(logs), *flags)
+        assert proc.returncode == 0, proc.stderr
+        episode = json.loads(proc.stdout.splitlines()[-1])
+        rows = [json.loads(line) for f in sorted(logs.glob("*.jsonl")) for line in f.read_text().splitlines()]
+        assert [r["action"] for r in rows[:3]] == ["south", "north", "south"], [r["action"] for r in rows]
+        assert rows[3]["location"] == "Narrow Tunnel"
+        return episode, rows, {c["action"]: c for c in rows[3]["candidates"]}
+
+    deaths = len(losses)
+    episode, rows, by = tunnel_again("cautious", "--cautious-after", str(deaths))
+    assert episode["cautious"] and episode["params"]["cautious_after"] == deaths
+    assert by["north"]["advantage"] > 0 and rows[3]["action"] == "north"
+    assert not any(c["bonus"] for row in rows for c in row["candidates"])
+    for name, flags, scored in (("too-few", ["--cautious-after", str(deaths + 1)], False),
+                                ("scored", ["--cautious-after", "1"], True), ("off", [], False)):
+        episode, rows, by = tunnel_again(name, *flags, scored=scored)
+        assert not episode["cautious"], name
+        assert by["north"]["advantage"] == -1.0 and by["north"]["q"] == pytest.approx(0.0), name

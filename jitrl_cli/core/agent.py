@@ -449,11 +449,11 @@ class Agent:
         if backed:
             ctx.timings["backup"] = backup_seconds
         ctx.task = getattr(env, "name", None)
+        if use_memory and cfg.cautious_after:  # exploring has met only deaths: keep to what memory knows survives
+            deaths, scored = self.store.outcomes(namespace, start_score=info.get("score"))
+            ctx.cautious = deaths >= cfg.cautious_after and scored == 0
         if cfg.abstract_actions and cfg.backoff_actions:
             ctx.backoff = getattr(env, "backoff_key", None)
-        if use_memory and cfg.cautious_after:  # exploring has met only deaths: keep to what memory knows survives
-            deaths, scored = self.store.outcomes(namespace)
-            ctx.cautious = deaths >= cfg.cautious_after and scored == 0
         if use_memory and cfg.replay_best:
             # Go-Explore's return: to a state drawn uniformly along the best path (its frontier included), so
             # exploration also starts before a frontier that leads only to dead ends (zork1's dark cellar)

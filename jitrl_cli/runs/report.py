@@ -22,6 +22,8 @@ episodes every seed finished):
                                   valid-action finder ran past ``--valid-actions-timeout`` (None: not logged; web: 0).
                                   Such steps depend on the machine's load, so a run with timeouts may not replay.
     valid_actions_seconds         mean seconds per step the valid-action finder took (None: not logged)
+    cautious_episodes             how many of those episodes played cautious (``--cautious-after``: no exploration
+                                  bonus, no cycle avoidance; 0 where none did or it was not logged)
 
 For the ``success`` measure max_score is 1, so normalized = average.
 
@@ -108,7 +110,7 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``curve_mean``, ``curve_std``, ``average``, ``final``, ``last10``, ``best``, ``auc``, ``mean_score``,
         ``success_rate``, ``seconds_per_step_median``, ``cross_task_fraction``, ``steps``,
-        ``valid_actions_timeouts`` and ``valid_actions_seconds`` (see the module docstring).
+        ``valid_actions_timeouts``, ``valid_actions_seconds`` and ``cautious_episodes`` (see the module docstring).
     """
     x = np.asarray(x, dtype=float)
     e = x.shape[1]
@@ -132,6 +134,7 @@ def arm_stats(x: Any, counted: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": int(sum(r.get("steps", 0) for r in counted)),
         "valid_actions_timeouts": sum(timeouts) if timeouts else None,
         "valid_actions_seconds": statistics.fmean(finder) if finder else None,
+        "cautious_episodes": sum(1 for r in counted if r.get("cautious")),
     }
 
 
@@ -187,7 +190,7 @@ def summarize(out: Path, measure: str | None = None) -> dict[str, Any]:
             "auc": stats["auc"],
             "auc_normalized": stats["auc"] / max_score if max_score else None,
             **{k: stats[k] for k in ("seconds_per_step_median", "mean_score", "success_rate", "cross_task_fraction",
-                                     "steps", "valid_actions_timeouts", "valid_actions_seconds")},
+                                     "steps", "valid_actions_timeouts", "valid_actions_seconds", "cautious_episodes")},
         }
     return summary
 
