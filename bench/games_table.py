@@ -4,7 +4,9 @@
         defaults=bench/results/suite12-defaults-jitrl:jitrl paper=bench/results/suite12-paper:jitrl \\
         --baseline static --out bench/results/suite12-table.json
 
-Each configuration is ``NAME=DIR:ARM``: the arm ``ARM`` of the games directory ``DIR``. A game counts for a
+Each configuration is ``NAME=DIR:ARM``: the arm ``ARM`` of the games directory ``DIR``; or ``NAME=DIR1+DIR2+...:ARM``,
+each game from the first directory whose ``run.json`` lists it (a configuration whose games were played in several
+runs, such as one whose option never acted on some games: bench/RESULTS.md, "`--cautious-after 4`"). A game counts for a
 configuration when every seed of it finished the directory's ``episodes``; otherwise its cell says how far
 it got. Per game and configuration (mean ± sample std over seeds): average, final and last-10 score (the
 last min(10, episodes) episodes), and the normalized last-10 = last-10 / the game's max score. The suite
@@ -54,21 +56,27 @@ def main() -> None:
     ap.add_argument("--baseline", default="static")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    configs: dict[str, tuple[Path, str]] = {}
+    configs: dict[str, tuple[list[Path], str]] = {}
     for text in args.configs:
         name, _, rest = text.partition("=")
-        directory, _, arm = rest.rpartition(":")
-        configs[name] = (Path(directory), arm)
+        directories, _, arm = rest.rpartition(":")
+        configs[name] = ([Path(d) for d in directories.split("+")], arm)
     games: list[str] = []
     table: dict[str, dict[str, Any]] = {}
-    for name, (directory, arm) in configs.items():
-        params = json.loads((directory / "run.json").read_text())
-        games += [g for g in params["games"] if g not in games]
+    for name, (directories, arm) in configs.items():
         table[name] = {}
-        for game in params["games"]:
-            runs = load_runs(directory / game) if has_logs(directory / game) else {}
-            table[name][game] = game_cell(runs.get(arm, {}), params["episodes"], params["seeds"])
-        table[name]["_params"] = {"episodes": params["episodes"], "seeds": params["seeds"], "dir": str(directory), "arm": arm}
+        for directory in directories:
+            params = json.loads((directory / "run.json").read_text())
+            for game in params["games"]:
+                if game in table[name]:
+                    continue
+                games += [game] if game not in games else []
+                runs = load_runs(directory / game) if has_logs(directory / game) else {}
+                table[name][game] = game_cell(runs.get(arm, {}), params["episodes"], params["seeds"])
+                table[name][game]["dir"] = str(directory)
+        first = json.loads((directories[0] / "run.json").read_text())
+        table[name]["_params"] = {"episodes": first["episodes"], "seeds": first["seeds"],
+                                  "dir": "+".join(str(d) for d in directories), "arm": arm}
     common = [g for g in games if all(table[c].get(g, {}).get("complete") for c in configs)]
     suite = {c: (statistics.fmean(table[c][g]["last10_normalized"] for g in common) if common else None) for c in configs}
     goals: dict[str, Any] = {}
@@ -102,6 +110,12 @@ def main() -> None:
         print(f"| {g} | " + " | ".join(cells) + " |")
     print("| **suite mean, normalized last-10** | " + " | ".join(
         f"**{100 * suite[c]:.2f}%**" if suite[c] is not None else "–" for c in names) + " |")
+    for c in names:  # where a configuration's games came from, when from several runs
+        dirs, _ = configs[c]
+        if len(dirs) > 1:
+            print(f"\n{c}: " + "; ".join(f"{g} from {table[c][g]['dir']}"
+                                         + (f" ({len(table[c][g]['seeds'])} seeds)" if table[c][g].get("complete") else "")
+                                         for g in games if g in table[c]))
     for c, goal in goals.items():
         ratio = goal["suite_ratio"]
         print(f"\n{c} vs {args.baseline}: suite ratio {'–' if ratio is None else f'{ratio:.2f}×'} (goal ≥ 2×); "

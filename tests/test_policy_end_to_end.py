@@ -433,9 +433,9 @@ def test_cautious_after_deaths_with_no_point_turns_exploration_and_cycle_avoidan
     """`--cautious-after N` on the real zork2 engine and model. The memory holds, for the Barrow and the Narrow Tunnel,
     one safe move each ("south", "north": G = 0) and, for every other candidate, a one-step episode that died there
     (reward −20 before its step limit). zork2 has given no point, so with N at most the number of deaths the episode
-    is cautious: back in the Tunnel, "north", which closed a cycle, keeps its own advantage and is taken again, and no
-    candidate gets an exploration bonus. With N above the deaths, or after one stored step that scored, the episode
-    explores as the defaults do: "north" gets Ã = −1 (cycle avoidance)."""
+    is cautious (the default N is 4): back in the Tunnel, "north", which closed a cycle, keeps its own advantage and is
+    taken again, and no candidate gets an exploration bonus. With N above the deaths, after one stored step that
+    scored, or with N = 0, the episode explores: "north" gets Ã = −1 (cycle avoidance)."""
     from adapters.jericho_env import JerichoEnv
     from memories.embedding import HashedNgramEmbedder
     from memories.store import EpisodeRecord, MemoryStore, StepRecord
@@ -478,12 +478,14 @@ def test_cautious_after_deaths_with_no_point_turns_exploration_and_cycle_avoidan
         return episode, rows, {c["action"]: c for c in rows[3]["candidates"]}
 
     deaths = len(losses)
-    episode, rows, by = tunnel_again("cautious", "--cautious-after", str(deaths))
-    assert episode["cautious"] and episode["params"]["cautious_after"] == deaths
-    assert by["north"]["advantage"] > 0 and rows[3]["action"] == "north"
-    assert not any(c["bonus"] for row in rows for c in row["candidates"])
+    assert deaths >= 4
+    for name, flags, n in (("cautious", ["--cautious-after", str(deaths)], deaths), ("default", [], 4)):
+        episode, rows, by = tunnel_again(name, *flags)
+        assert episode["cautious"] and episode["params"]["cautious_after"] == n, name
+        assert by["north"]["advantage"] > 0 and rows[3]["action"] == "north", name
+        assert not any(c["bonus"] for row in rows for c in row["candidates"]), name
     for name, flags, scored in (("too-few", ["--cautious-after", str(deaths + 1)], False),
-                                ("scored", ["--cautious-after", "1"], True), ("off", [], False)):
+                                ("scored", ["--cautious-after", "1"], True), ("off", ["--cautious-after", "0"], False)):
         episode, rows, by = tunnel_again(name, *flags, scored=scored)
         assert not episode["cautious"], name
         assert by["north"]["advantage"] == -1.0 and by["north"]["q"] == pytest.approx(0.0), name

@@ -72,10 +72,11 @@ def test_suite_eval_tiny_run_resume_and_report(tmp_path):
         assert logs["static-seed0"][1]["params"]["beta"] == 0
         # a suite uses `jitrl web`'s defaults, not the game commands'
         assert {k: params[k] for k in ("beta", "gamma", "k", "exploration", "q_estimate", "exact_match", "avoid_cycles",
-                                       "unseen_q", "prior", "history", "abstract_actions", "backoff_actions")} == {
+                                       "unseen_q", "prior", "history", "abstract_actions", "backoff_actions",
+                                       "cautious_after")} == {
             "beta": 10.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "exact_match": False,
             "avoid_cycles": True, "unseen_q": "pessimistic", "prior": "sequence", "history": 0, "abstract_actions": True,
-            "backoff_actions": True}
+            "backoff_actions": True, "cautious_after": 0}
         assert not (d / "memory").exists()  # the suite's memory is OUT/memory (the task memory is --task-memory)
         for arm, s in ts["arms"].items():
             successes = [float(r["success"]) for r in logs[f"{arm}-seed0"]]

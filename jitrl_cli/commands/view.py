@@ -112,6 +112,7 @@ class LiveView:
 def episode_line(r: EpisodeResult) -> str:
     """One line per finished episode for terminals and logs."""
     end = "won" if r.victory else "died" if r.died else "ended"
+    end += ", cautious" if r.cautious else ""  # --cautious-after: no exploration bonus, no cycle avoidance
     max_part = f"/{r.max_score:g}" if r.max_score else ""
     return (
         f"episode {r.episode}: score {r.score:g}{max_part} in {r.steps} steps ({end}); "

@@ -40,9 +40,9 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
 #: from Q̂ = 0 instead of V̂, so it no longer ties with the winner; "Where an untried action starts"), and
 #: ``avoid_cycles`` (an action that led from a page straight back to a page already seen in the episode, such as
 #: selecting the selected option again, gets Ã = −1 there; the page is told by a digest of its observation;
-#: "Cycle avoidance on the web").
+#: "Cycle avoidance on the web"). ``cautious_after`` 0: the games' caution (a web task that failed is not a death).
 WEB_DEFAULTS = {"beta": 10.0, "gamma": 0.5, "k": 10, "exploration": "paper", "q_estimate": "mean", "prior": "sequence",
-                "history": 0, "backoff_actions": True, "unseen_q": "pessimistic", "avoid_cycles": True}
+                "history": 0, "backoff_actions": True, "unseen_q": "pessimistic", "avoid_cycles": True, "cautious_after": 0}
 
 
 @dataclass
