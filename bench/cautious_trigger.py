@@ -2,13 +2,13 @@
 
     python bench/cautious_trigger.py bench/results/suite12-levers/defaults --after 4
 
-Reads ``DIR/<game>/memory/<arm>-seed<N>/memory.sqlite`` of each eval directory given (memories are not committed: the
-runs must have been played on this machine). Before each stored episode it counts, over the episodes before it in the
-same memory, what `jitrl_cli.core.agent.Agent.begin_episode` counts with `memories.store.MemoryStore.outcomes`: the
-deaths (an episode that ended before its step limit with a negative last reward) and the steps that scored (a score
-above the previous step's in the same episode, or above the score the game starts with, read from the real engine:
-the games are found as `jitrl play` finds them, `$JITRL_GAMES_DIR`). An episode starts cautious where deaths ≥ N and no
-step scored.
+Reads ``DIR/<game>/memory/<arm>-seed<N>/memory.sqlite`` (or ``DIR/memory/...`` of a one-game eval) of each eval
+directory given (memories are not committed: the runs must have been played on this machine). Before each stored
+episode it counts, over the episodes before it in the same memory, what `jitrl_cli.core.agent.Agent.begin_episode`
+reads with `memories.store.MemoryStore.count_deaths` and ``has_scored``: the deaths (an episode that ended before its
+step limit with a negative last reward) and the steps that scored (a score above the previous step's in the same
+episode, or above the score the game starts with, read from the real engine: the games are found as `jitrl play`
+finds them, `$JITRL_GAMES_DIR`). An episode starts cautious where deaths ≥ N and no step scored.
 
 A run played without the option replays exactly under it up to the first episode that would have started cautious
 (nothing else reads the option), so a memory with no such episode is the option's run too. Prints one Markdown row per
@@ -19,6 +19,7 @@ none), with the deaths most seen before a first point.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -72,14 +73,16 @@ def first_cautious(db_path: Path, after: int, start: float) -> tuple[int, int, i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="eval directories (one sub-directory per game)")
+    parser.add_argument("runs", nargs="+", type=Path, help="eval directories (`eval --games`: one sub-directory per game; or one game's)")
     parser.add_argument("--after", type=int, default=4, help="N of --cautious-after (default 4)")
     args = parser.parse_args()
     print(f"| run | game | memory | episodes | deaths | first point | deaths before it | cautious from (N = {args.after}) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in args.runs:
-        for db_path in sorted(run.glob("*/memory/*/memory.sqlite")):
-            game, memory = db_path.parts[-4], db_path.parts[-2]
+        single = sorted(run.glob("memory/*/memory.sqlite"))  # a one-game eval directory (`jitrl eval GAME`)
+        game_of_single = json.loads((run / "run.json").read_text()).get("game") if single else None
+        for db_path in single or sorted(run.glob("*/memory/*/memory.sqlite")):
+            game, memory = (game_of_single if single else db_path.parts[-4]), db_path.parts[-2]
             episodes, deaths, point, cautious, before = first_cautious(db_path, args.after, start_score(game))
             print(f"| {run.name} | {game} | {memory} | {episodes} | {deaths} | {point or '—'} | {before} | {cautious or '—'} |")
 

@@ -52,6 +52,9 @@ _HNSW_EF_CONSTRUCTION = 200
 _HNSW_EF_SEARCH = 256  # recall@10 0.974 at 1M steps, p99 < 1 ms (bench/memory_scale.py)
 TERMINAL = "terminal"  # RetrievedStep.next_world of an episode's last step when the episode ended before its step limit
 _ENDED_EARLY = "e.steps < json_extract(e.params, '$.max_steps')"  # SQL: episode e ended before its step limit (terminal)
+# SQL: episode e with its last step s, and the condition that it died there (ended early, a negative last reward)
+_LAST_STEP = "episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
+_DIED = f"{_ENDED_EARLY} AND s.reward < 0"
 # a retrieved step's columns (RetrievedStep after id and similarity): its successor s_{t+1} is the next stored step of
 # its episode; after the last step, the episode ended (terminal) if it had fewer steps than its step limit, else unknown
 _NEIGHBOUR_COLUMNS = (
@@ -794,25 +797,22 @@ class MemoryStore:
         ids = sorted({int(i) for i in episode_ids})
         if not ids:
             return {}
-        rows = self.read("SELECT e.id, s.step FROM episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
-                         f" WHERE {_ENDED_EARLY} AND s.reward < 0"
-                         f" AND e.id IN ({','.join('?' * len(ids))})", ids)
+        rows = self.read(f"SELECT e.id, s.step FROM {_LAST_STEP} WHERE {_DIED} AND e.id IN ({','.join('?' * len(ids))})", ids)
         return {int(i): int(t) for i, t in rows}
 
-    def outcomes(self, game: str, start_score: float | None = None) -> tuple[int, int]:
-        """What exploring ``game`` has met so far: (stored episodes that ended in a death, stored steps that scored).
+    def count_deaths(self, game: str) -> int:
+        """How many stored episodes of ``game`` ended in a death (as :meth:`episode_deaths` tells one: before the step
+        limit, with a negative reward at the last step); 0 for a game with no stored episode."""
+        return int(self.read(f"SELECT COUNT(*) FROM {_LAST_STEP} WHERE e.game = ? AND {_DIED}", (game,))[0][0])
 
-        A death is as :meth:`episode_deaths` counts one (ended before its step limit, a negative reward at its last
-        step). A step scored where its score is above the score after the step before it in its episode, or above
-        ``start_score`` (the score a new episode starts with; the score before an episode's first step is not stored,
-        so without it a point at a first step is not counted). (0, 0) for a game with no stored episode.
-        """
-        deaths = self.read("SELECT COUNT(*) FROM episodes e JOIN steps s ON s.episode_id = e.id AND s.step = e.steps - 1"
-                           f" WHERE e.game = ? AND {_ENDED_EARLY} AND s.reward < 0", (game,))[0][0]
-        scored = self.read("SELECT COUNT(*) FROM (SELECT score, LAG(score) OVER (PARTITION BY episode_id ORDER BY step)"
-                           " AS before FROM steps WHERE game = ?) WHERE score > before OR score > ?",
-                           (game, start_score))[0][0]
-        return int(deaths), int(scored)
+    def has_scored(self, game: str, start_score: float | None = None) -> bool:
+        """Whether a stored step of ``game`` scored: its score is above the score after the step before it in its
+        episode, or above ``start_score`` (the score a new episode starts with; the score before an episode's first step
+        is not stored, so without it a point at a first step is not seen). Stops at the first such step."""
+        return bool(self.read(
+            "SELECT EXISTS (SELECT 1 FROM steps s JOIN steps p ON p.episode_id = s.episode_id AND p.step = s.step - 1"
+            " WHERE s.game = ? AND s.score > p.score) OR EXISTS (SELECT 1 FROM steps WHERE game = ? AND score > ?)",
+            (game, game, start_score))[0][0])
 
     def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:
         """The task of each stored step's episode (its ``params["task"]``; None where it was not recorded)."""

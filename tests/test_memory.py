@@ -319,9 +319,10 @@ def test_step_state_of_a_stored_step(tmp_path):
     store.close()
 
 
-def test_outcomes_count_deaths_and_steps_that_scored(tmp_path):
-    """`MemoryStore.outcomes` (what `--cautious-after` reads): a death is an episode that ended before its step limit
-    with a negative last reward; a step scored where its score rose over the step before it in the same episode."""
+def test_count_deaths_and_has_scored(tmp_path):
+    """What `--cautious-after` reads: `MemoryStore.count_deaths` (episodes that ended before their step limit with a
+    negative last reward) and `MemoryStore.has_scored` (a step whose score rose over the step before it in the same
+    episode, or is above the score the game starts with)."""
     emb = HashedNgramEmbedder()
     store = MemoryStore(tmp_path, emb)
 
@@ -331,17 +332,16 @@ def test_outcomes_count_deaths_and_steps_that_scored(tmp_path):
         store.write_episode(EpisodeRecord(uuid=uid, game=game, score=scores[-1], steps=len(steps),
                                           params={"max_steps": max_steps}), steps)
 
-    assert store.outcomes("g") == (0, 0)
+    assert (store.count_deaths("g"), store.has_scored("g")) == (0, False)
     episode("died", "g", [0, 0, -10], [0, 0, -20])  # ended at step 3 of 60, lost: a death
     episode("limit", "g", [0, -10], [0, -20], max_steps=2)  # lost at its step limit: not counted
-    episode("first", "g", [5, 5], [5, 0])  # a point at the first step: counted only against the start score
+    episode("first", "g", [5, 5], [5, 0])  # a point at the first step: seen only against the start score
     episode("other", "h", [0, 1, 1], [0, 1, 0])
-    assert store.outcomes("g") == (1, 0)
-    assert store.outcomes("g", start_score=0.0) == (1, 2)  # both steps of "first" are above the start
-    assert store.outcomes("g", start_score=5.0) == (1, 0)
-    episode("scored", "g", [0, 5, 5, 0, 7], [0, 5, 0, -5, 7])  # two rises (0 → 5, 0 → 7), one fall
-    assert store.outcomes("g") == (1, 2)
-    assert store.outcomes("g", start_score=5.0) == (1, 2)  # a step counts once: 7 is a rise and above the start
-    assert store.outcomes("g", start_score=0.0) == (1, 5)  # "first" 2, and 5, 5 (above the start), 7
-    assert store.outcomes("h") == (0, 1)
+    assert store.count_deaths("g") == 1 and store.count_deaths("h") == 0
+    assert not store.has_scored("g") and not store.has_scored("g", start_score=5.0)
+    assert store.has_scored("g", start_score=0.0) and store.has_scored("h")
+    episode("fell", "k", [0, -10, -10], [0, -10, 0])  # a loss, then nothing: no rise
+    assert not store.has_scored("k", start_score=0.0)
+    episode("rose", "k", [0, -10, -5], [0, -10, 5])  # a rise that stays below the start score
+    assert store.has_scored("k", start_score=0.0) and store.count_deaths("k") == 0
     store.close()

@@ -450,8 +450,8 @@ class Agent:
             ctx.timings["backup"] = backup_seconds
         ctx.task = getattr(env, "name", None)
         if use_memory and cfg.cautious_after:  # exploring has met only deaths: keep to what memory knows survives
-            deaths, scored = self.store.outcomes(namespace, start_score=info.get("score"))
-            ctx.cautious = deaths >= cfg.cautious_after and scored == 0
+            ctx.cautious = (self.store.count_deaths(namespace) >= cfg.cautious_after
+                            and not self.store.has_scored(namespace, start_score=info.get("score")))
         if cfg.abstract_actions and cfg.backoff_actions:
             ctx.backoff = getattr(env, "backoff_key", None)
         if use_memory and cfg.replay_best:

@@ -64,7 +64,7 @@ class AgentConfig:
             (:func:`jitrl_cli.core.returns.discounted_returns`); 0: of every step (the paper).
         cautious_after: N ≥ 1: an episode starts cautious when the game's memory holds N episodes that ended in a death
             and no step that scored a point (above the score before it, or above the score the game starts with;
-            :meth:`memories.store.MemoryStore.outcomes`): it plays without the
+            :meth:`memories.store.MemoryStore.count_deaths`, ``has_scored``): it plays without the
             exploration bonus (``exploration`` none) and without cycle avoidance, so it keeps to the moves memory knows
             survive, until a point is scored; 0: never (every other option as given).
         max_steps: steps per episode.
