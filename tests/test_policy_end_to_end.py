@@ -433,7 +433,7 @@ def test_cautious_after_deaths_with_no_point_turns_exploration_and_cycle_avoidan
     """`--cautious-after N` on the real zork2 engine and model. The memory holds, for the Barrow and the Narrow Tunnel,
     one safe move each ("south", "north": G = 0) and, for every other candidate, a one-step episode that died there
     (reward −20 before its step limit). zork2 has given no point, so with N at most the number of deaths the episode
-    is cautious (the default N is 4): back in the Tunnel, "north", which closed a cycle, keeps its own advantage and is
+    is cautious (the default N is 5): back in the Tunnel, "north", which closed a cycle, keeps its own advantage and is
     taken again, and no candidate gets an exploration bonus. With N above the deaths, after one stored step that
     scored, or with N = 0, the episode explores: "north" gets Ã = −1 (cycle avoidance)."""
     from adapters.jericho_env import JerichoEnv
@@ -478,8 +478,8 @@ def test_cautious_after_deaths_with_no_point_turns_exploration_and_cycle_avoidan
         return episode, rows, {c["action"]: c for c in rows[3]["candidates"]}
 
     deaths = len(losses)
-    assert deaths >= 4
-    for name, flags, n in (("cautious", ["--cautious-after", str(deaths)], deaths), ("default", [], 4)):
+    assert deaths >= 5
+    for name, flags, n in (("cautious", ["--cautious-after", str(deaths)], deaths), ("default", [], 5)):
         episode, rows, by = tunnel_again(name, *flags)
         assert episode["cautious"] and episode["params"]["cautious_after"] == n, name
         assert by["north"]["advantage"] > 0 and rows[3]["action"] == "north", name
