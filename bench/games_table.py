@@ -6,7 +6,7 @@
 
 Each configuration is ``NAME=DIR:ARM``: the arm ``ARM`` of the games directory ``DIR``; or ``NAME=DIR1+DIR2+...:ARM``,
 each game from the first directory whose ``run.json`` lists it (a configuration whose games were played in several
-runs, such as one whose option never acted on some games: bench/RESULTS.md, "`--cautious-after 4`"). A game counts for a
+runs, such as one whose option never acted on some games: bench/RESULTS.md, "`--cautious-after`"). A game counts for a
 configuration when every seed of it finished the directory's ``episodes``; otherwise its cell says how far
 it got. Per game and configuration (mean ± sample std over seeds): average, final and last-10 score (the
 last min(10, episodes) episodes), and the normalized last-10 = last-10 / the game's max score. The suite

@@ -800,19 +800,25 @@ class MemoryStore:
         rows = self.read(f"SELECT e.id, s.step FROM {_LAST_STEP} WHERE {_DIED} AND e.id IN ({','.join('?' * len(ids))})", ids)
         return {int(i): int(t) for i, t in rows}
 
-    def count_deaths(self, game: str) -> int:
+    def count_deaths(self, game: str, before_episode: int | None = None) -> int:
         """How many stored episodes of ``game`` ended in a death (as :meth:`episode_deaths` tells one: before the step
-        limit, with a negative reward at the last step); 0 for a game with no stored episode."""
-        return int(self.read(f"SELECT COUNT(*) FROM {_LAST_STEP} WHERE e.game = ? AND {_DIED}", (game,))[0][0])
+        limit, with a negative reward at the last step); 0 for a game with no stored episode. ``before_episode``: only
+        the episodes stored before the one with this row id (what an earlier episode saw; None: all)."""
+        bound = -1 if before_episode is None else int(before_episode)
+        return int(self.read(f"SELECT COUNT(*) FROM {_LAST_STEP} WHERE e.game = ? AND {_DIED} AND (? < 0 OR e.id < ?)",
+                             (game, bound, bound))[0][0])
 
-    def has_scored(self, game: str, start_score: float | None = None) -> bool:
+    def has_scored(self, game: str, start_score: float | None = None, before_episode: int | None = None) -> bool:
         """Whether a stored step of ``game`` scored: its score is above the score after the step before it in its
         episode, or above ``start_score`` (the score a new episode starts with; the score before an episode's first step
-        is not stored, so without it a point at a first step is not seen). Stops at the first such step."""
+        is not stored, so without it a point at a first step is not seen). Stops at the first such step.
+        ``before_episode``: only the steps of episodes stored before the one with this row id (None: all)."""
+        bound = -1 if before_episode is None else int(before_episode)
         return bool(self.read(
             "SELECT EXISTS (SELECT 1 FROM steps s JOIN steps p ON p.episode_id = s.episode_id AND p.step = s.step - 1"
-            " WHERE s.game = ? AND s.score > p.score) OR EXISTS (SELECT 1 FROM steps WHERE game = ? AND score > ?)",
-            (game, game, start_score))[0][0])
+            " WHERE s.game = ? AND s.score > p.score AND (? < 0 OR s.episode_id < ?))"
+            " OR EXISTS (SELECT 1 FROM steps WHERE game = ? AND score > ? AND (? < 0 OR episode_id < ?))",
+            (game, bound, bound, game, start_score, bound, bound))[0][0])
 
     def step_tasks(self, step_ids: Iterable[int]) -> dict[int, str | None]:
         """The task of each stored step's episode (its ``params["task"]``; None where it was not recorded)."""

@@ -340,6 +340,9 @@ def test_count_deaths_and_has_scored(tmp_path):
     assert store.count_deaths("g") == 1 and store.count_deaths("h") == 0
     assert not store.has_scored("g") and not store.has_scored("g", start_score=5.0)
     assert store.has_scored("g", start_score=0.0) and store.has_scored("h")
+    # before_episode: what an episode saw, only the episodes stored before it (row ids 1-4 so far: died, limit, first, other)
+    assert store.count_deaths("g", before_episode=1) == 0 and store.count_deaths("g", before_episode=2) == 1
+    assert not store.has_scored("g", start_score=0.0, before_episode=3) and store.has_scored("g", 0.0, before_episode=4)
     episode("fell", "k", [0, -10, -10], [0, -10, 0])  # a loss, then nothing: no rise
     assert not store.has_scored("k", start_score=0.0)
     episode("rose", "k", [0, -10, -5], [0, -10, 5])  # a rise that stays below the start score
