@@ -840,6 +840,24 @@ class MemoryStore:
         rows = self.read("SELECT action, score, world_hash FROM steps WHERE episode_id = ? ORDER BY step", (best[0][0],))
         return [(str(a), None if sc is None else float(sc), wh) for a, sc, wh in rows]
 
+    def trajectories(self, game: str) -> list[tuple[int, str, str, float | None, str | None]]:
+        """Every stored step of ``game`` in episode order, for an archive of the states reached (``--go-explore``).
+
+        Returns:
+            rows (episode id, state key of s_t, action a_t, score after the step or None, world hash of s_t or None),
+            ordered by episode and step; [] for a game with no stored step.
+        """
+        rows = self.read("SELECT episode_id, state_key, action, score, world_hash FROM steps WHERE game = ?"
+                         " ORDER BY episode_id, step", (game,))
+        return [(int(e), str(k), str(a), None if sc is None else float(sc), w) for e, k, a, sc, w in rows]
+
+    def episode_param_counts(self, game: str, name: str) -> dict[str, int]:
+        """How many stored episodes of ``game`` recorded each value of the param ``name`` (episodes without it left
+        out), e.g. the archive cell each episode returned to (``--go-explore``)."""
+        rows = self.read("SELECT json_extract(params, '$.' || ?) AS v, COUNT(*) FROM episodes WHERE game = ?"
+                         " AND v IS NOT NULL GROUP BY v", (name, game))
+        return {str(v): int(n) for v, n in rows}
+
     def transitions(self, game: str) -> list[tuple[int, int, str | None, str, float, float]]:
         """Every stored step of ``game`` in episode order, for a value backup over the transition graph.
 

@@ -25,6 +25,7 @@ import numpy as np
 from adapters.base import Environment
 from adapters.state_key import situation_key
 from adapters.wrappers import DeathPenalty, find_wrapper
+from jitrl_cli.core.archive import build_archive, select_cell
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.advantage import AdvantageEstimate, Exploration, Neighbour, estimate_advantages, normalize_action
@@ -128,7 +129,7 @@ class EpisodeResult:
     reflection_seconds: float = 0.0
     cross_task_fraction: float | None = None  # mean share of neighbours from other tasks, over steps that had any
     valid_actions_timeouts: int = 0  # steps whose candidates were the fallback moves (the valid-action finder timed out)
-    replayed_steps: int = 0  # the episode's first steps that replayed the best episode's path (``replay_best``)
+    replayed_steps: int = 0  # the episode's first steps that replayed a stored path (``replay_best``, ``go_explore``)
     cautious: bool = False  # played without exploration bonus and cycle avoidance (``cautious_after``)
 
     def to_json(self) -> dict[str, Any]:
@@ -246,6 +247,7 @@ class EpisodeContext:
     task: str | None = None  # the environment's name (a game, a web task), recorded with the episode
     backoff: Callable[[str], str] | None = None  # the environment's back-off action key (``backoff_actions``)
     cautious: bool = False  # no exploration bonus, no cycle avoidance this episode (``cautious_after``)
+    return_cell: str | None = None  # the archive cell the episode returns to first (``go_explore``)
 
 
 @dataclass
@@ -454,7 +456,13 @@ class Agent:
                             and not self.store.has_scored(namespace, start_score=info.get("score")))
         if cfg.abstract_actions and cfg.backoff_actions:
             ctx.backoff = getattr(env, "backoff_key", None)
-        if use_memory and cfg.replay_best:
+        if use_memory and cfg.go_explore:  # Go-Explore's return: to a cell of the archive of the states memory reached
+            cells = build_archive(self.store.trajectories(namespace), info["score"],
+                                  self.store.episode_param_counts(namespace, "return_cell"))
+            cell = select_cell(cells, info["max_score"], rng)
+            if cell is not None:
+                ctx.replay, ctx.return_cell = list(cell.path), cell.key
+        elif use_memory and cfg.replay_best:
             # Go-Explore's return: to a state drawn uniformly along the best path (its frontier included), so
             # exploration also starts before a frontier that leads only to dead ends (zork1's dark cellar)
             path = best_prefix(self.store.best_episode_steps(namespace))
@@ -603,6 +611,8 @@ class Agent:
         """
         run_id = uuid.uuid4().hex
         params = self.config.to_params() | ({"task": ctx.task} if ctx.task else {})
+        if ctx.return_cell is not None:
+            params["return_cell"] = ctx.return_cell
         if env.state_hash_kind is not None:
             params["state_hash"] = env.state_hash_kind
         episode_id = None

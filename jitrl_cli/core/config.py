@@ -21,7 +21,7 @@ from jitrl_cli.llm.scoring import Prior
 #: probability λ 0.65), γ 0.5, β 3, k 10, and none of jitrl's additions (exact match, cycle avoidance).
 PAPER_SETTINGS = {"beta": 3.0, "gamma": 0.5, "k": 10, "exploration": "paper", "alpha": 5.0, "bonus_prob": 0.65,
                   "q_estimate": "mean", "exact_match": False, "avoid_cycles": False, "fill_neighbours": True,
-                  "unseen_q": "value", "replay_best": False, "backoff_states": False, "avoid_deaths": False,
+                  "unseen_q": "value", "replay_best": False, "go_explore": False, "backoff_states": False, "avoid_deaths": False,
                   "avoid_deaths_own": False, "avoid_deaths_horizon": 1, "safe_cycles": False,
                   "exact_all": False, "across_worlds": "max", "death_credit": 0, "cautious_after": 0}
 
@@ -98,6 +98,10 @@ class AgentConfig:
             episode first replays the best stored episode's path (loops erased) to a state drawn uniformly
             along it, up to its frontier (where it first reached its best score), as long as the world
             states match, then explores with the policy.
+        go_explore: Go-Explore's return (Ecoffet et al. 2021): each episode first replays the shortest stored path
+            to a cell of the archive (a situation, location and inventory, at a score) drawn with Go-Explore's
+            count weights and a preference for high scores (:mod:`jitrl_cli.core.archive`), while the world
+            states match, then explores with the policy. Takes the place of ``replay_best``.
         abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.
@@ -152,6 +156,7 @@ class AgentConfig:
     unseen_q: UnseenQ = UnseenQ.value
     prior: Prior = Prior.sequence
     replay_best: bool = False
+    go_explore: bool = False
     abstract_actions: bool = True
     backoff_actions: bool = False
     backoff_states: bool = False

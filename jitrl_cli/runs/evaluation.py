@@ -168,7 +168,7 @@ def run_lists(out: Path, key: str) -> bool:
 
 
 # Settings added after runs were started: a run.json without them ran with this value.
-ADDED_SETTINGS = {"prompt_inventory": False, "abstract_actions": False, "replay_best": False, "returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "unseen_q": "value", "prior": "sequence",
+ADDED_SETTINGS = {"prompt_inventory": False, "abstract_actions": False, "replay_best": False, "go_explore": False, "returns": "mc", "avoid_cycles": False, "fill_neighbours": True, "optimistic": False, "unseen_q": "value", "prior": "sequence",
                   "state_hash": "jericho", "history": None, "backoff_actions": False,
                   "backoff_states": False, "avoid_deaths": False, "avoid_deaths_own": False, "avoid_deaths_horizon": 1,
                   "page_seed_stride": 1, "safe_cycles": False, "exact_all": False, "across_worlds": "max", "death_credit": 0, "cautious_after": 0}

@@ -123,12 +123,12 @@ def suite_tasks(game: str | None, suite: str | None, tasks: str | None) -> list[
 def web_settings(given: Collection[str] | None) -> dict[str, Any]:
     """The learning settings a suite uses where the command line gave none: `jitrl web`'s defaults
     (see :data:`jitrl_cli.core.config.WEB_DEFAULTS`) instead of the game commands', and no exact match, phased
-    exploration or back-off states (web pages have no world-state hash).
+    exploration, Go-Explore's return or back-off states (web pages have no world-state hash).
 
     ``given``: the names (parameter names) of the options given on the command line; None: every option was given.
     """
     out = AgentConfig.typed(**{name: value for name, value in WEB_DEFAULTS.items() if not _given(given, name)})
-    for flag in ("exact_match", "replay_best", "backoff_states", "avoid_deaths", "avoid_deaths_own"):
+    for flag in ("exact_match", "replay_best", "go_explore", "backoff_states", "avoid_deaths", "avoid_deaths_own"):
         if not _given(given, flag):
             out[flag] = False
     return out

@@ -1,0 +1,179 @@
+"""How far exploration alone reaches in a game within a budget of episodes: Go-Explore's archive, no model.
+
+A yardstick for `jitrl eval`'s learning goals, not a policy: no LLM prior, no advantages. Every episode
+starts from the game's reset, *returns* to a cell of an archive by replaying, action for action, the
+shortest history known to reach it (the steps count against the episode's budget, as `--replay-best`'s
+do), then *explores* for the rest of the budget, choosing uniformly among the valid actions tried least
+often in that exact world state. Go-Explore (Ecoffet et al., Nature 2021, §Methods "cell selection"): a cell
+is a coarse state, here (location, inventory, score); each is chosen with weight
+(1/√(1 + times chosen) + 1/√(1 + times seen)) · exp((score − best score) / τ), so rarely seen cells and
+high-scoring ones are preferred. ``--select best-path`` returns instead to a cell drawn uniformly along the
+best episode's history, as `--replay-best` does.
+
+The game is deterministic given its seed and the actions, so a replayed history reaches its cell again;
+a replay that does not (the emulator diverged) is counted and the episode explores from where it is.
+
+It reports, per seed of the exploration's sampler, the score of every episode, the best so far, and
+the first episode whose score reached each ``--thresholds`` value. One valid-action finder call per
+new world state (the environment caches them), so an episode costs about a second.
+
+Usage::
+
+    python bench/explore_bound.py zork1 --episodes 50 --seeds 3 --json bench/results/explore-bound-zork1.json
+    python bench/explore_bound.py zork1 --episodes 300 --select best-path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.base import AdapterError  # noqa: E402
+from adapters.jericho_env import JerichoEnv  # noqa: E402
+from jitrl_cli.errors import UserError  # noqa: E402
+from jitrl_cli.paths import require_game  # noqa: E402
+
+
+@dataclass
+class Cell:
+    """One archive cell: the shortest known history reaching it and its counts."""
+
+    history: list[str]
+    score: float
+    seen: int = 0
+    chosen: int = 0
+
+
+@dataclass
+class Archive:
+    """Cells keyed by (location, inventory, score), with the best episode's history for ``best-path``."""
+
+    cells: dict[tuple, Cell] = field(default_factory=dict)
+    best_score: float = -math.inf
+    best_history: list[str] = field(default_factory=list)
+
+    def visit(self, key: tuple, history: list[str], score: float) -> bool:
+        """Record that ``history`` reached cell ``key``; True when the cell is new."""
+        cell = self.cells.get(key)
+        if cell is None:
+            self.cells[key] = Cell(list(history), score, seen=1)
+            return True
+        cell.seen += 1
+        if len(history) < len(cell.history):
+            cell.history = list(history)
+        return False
+
+    def select(self, rng: np.random.Generator, tau: float) -> Cell:
+        """A cell drawn with Go-Explore's count weights times exp((score − best) / τ)."""
+        cells = list(self.cells.values())
+        top = max(c.score for c in cells)
+        w = np.array([(1 / math.sqrt(1 + c.chosen) + 1 / math.sqrt(1 + c.seen)) * math.exp((c.score - top) / tau)
+                      for c in cells])
+        return cells[int(rng.choice(len(cells), p=w / w.sum()))]
+
+
+def cell_key(info: dict) -> tuple:
+    """(location, sorted inventory, score) of a state's ``info``."""
+    return (info["location"], tuple(sorted(info["inventory"])), float(info["score"]))
+
+
+def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: str, tau: float) -> dict:
+    """Play ``episodes`` episodes of return-then-explore with the sampler seeded by ``seed``.
+
+    Returns:
+        ``{"scores": [...], "best": [...], "cells": int, "diverged": int, "returned_steps": [...]}``, one entry
+        per episode in the lists.
+    """
+    rng = np.random.default_rng(seed)
+    archive = Archive()
+    tried: dict[str, Counter] = defaultdict(Counter)  # world hash → action → times taken
+    scores, best, returned, diverged = [], [], [], 0
+    for _ in range(episodes):
+        obs, info = env.reset()
+        archive.visit(cell_key(info), [], info["score"])
+        target: list[str] = []
+        if len(archive.cells) > 1:
+            if select == "best-path" and archive.best_history:
+                target = archive.best_history[: int(rng.integers(0, len(archive.best_history) + 1))]
+            else:
+                cell = archive.select(rng, tau)
+                cell.chosen += 1
+                target = cell.history
+        history: list[str] = []
+        done = False
+        peak = info["score"]
+        for t in range(max_steps):
+            if t < len(target):
+                action = target[t]
+                if action not in info["candidates"]:
+                    diverged += 1
+                    target = []
+            if t >= len(target):
+                counts = tried[info["state_hash"]]
+                least = min(counts[a] for a in info["candidates"])
+                action = str(rng.choice([a for a in info["candidates"] if counts[a] == least]))
+            tried[info["state_hash"]][action] += 1
+            obs, reward, done, truncated, info = env.step(action)
+            history.append(action)
+            peak = max(peak, info["score"])
+            if done:
+                break
+            archive.visit(cell_key(info), history, info["score"])
+        returned.append(min(len(target), len(history)))
+        final = info["score"]
+        scores.append(final)
+        if peak > archive.best_score:
+            archive.best_score, archive.best_history = peak, list(history)
+        best.append(max(scores))
+    return {"scores": scores, "best": best, "cells": len(archive.cells), "diverged": diverged, "returned_steps": returned}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("game")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of the exploration's sampler")
+    parser.add_argument("--select", choices=["archive", "best-path"], default="archive")
+    parser.add_argument("--tau", type=float, default=10.0, help="score temperature of the cell weights (points)")
+    parser.add_argument("--thresholds", default="35,45,55,69")
+    parser.add_argument("--json", type=Path, help="write the result here")
+    args = parser.parse_args(argv)
+    try:
+        env = JerichoEnv(require_game(args.game))
+    except (UserError, AdapterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    thresholds = [float(x) for x in args.thresholds.split(",")]
+    result = {"game": args.game, "episodes": args.episodes, "max_steps": args.max_steps, "select": args.select,
+              "tau": args.tau, "seeds": {}}
+    try:
+        for seed in range(args.seeds):
+            t0 = time.perf_counter()
+            run = run_seed(env, seed, args.episodes, args.max_steps, args.select, args.tau)
+            run["first_episode_reaching"] = {str(int(x)): next((i + 1 for i, s in enumerate(run["scores"]) if s >= x), None)
+                                             for x in thresholds}
+            run["seconds"] = round(time.perf_counter() - t0, 1)
+            result["seeds"][str(seed)] = run
+            last10 = run["scores"][-10:]
+            print(f"seed {seed}: final {run['scores'][-1]:g}, last-10 {np.mean(last10):.1f}, best {run['best'][-1]:g}, "
+                  f"cells {run['cells']}, first reaching {run['first_episode_reaching']}, {run['seconds']} s", flush=True)
+    finally:
+        env.close()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
