@@ -10,8 +10,8 @@ is a coarse state, here (location, inventory, score); each is chosen with weight
 high-scoring ones are preferred. ``--select best-path`` returns instead to a cell drawn uniformly along the
 best episode's history, as `--replay-best` does.
 
-The game is deterministic given its seed and the actions, so a replayed history reaches its cell again;
-a replay that does not (the emulator diverged) is counted and the episode explores from where it is.
+A replayed action the game no longer offers (a loop's erasure changed what chance did) counts as a
+divergence, and the episode explores from where it is.
 
 It reports, per seed of the exploration's sampler, the score of every episode, the best so far, and
 the first episode whose score reached each ``--thresholds`` value. One valid-action finder call per
@@ -110,6 +110,7 @@ def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: 
                 cell.chosen += 1
                 target = cell.history
         history: list[str] = []
+        on_path: dict[str, int] = {}  # world hash → its index in history: loops are erased, as the archive's are
         done = False
         peak = info["score"]
         for t in range(max_steps):
@@ -117,23 +118,28 @@ def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: 
                 action = target[t]
                 if action not in info["candidates"]:
                     diverged += 1
-                    target = []
+                    target = target[:t]
             if t >= len(target):
                 counts = tried[info["state_hash"]]
                 least = min(counts[a] for a in info["candidates"])
                 action = str(rng.choice([a for a in info["candidates"] if counts[a] == least]))
             tried[info["state_hash"]][action] += 1
+            world = info["state_hash"]
+            if world in on_path:
+                del history[on_path[world]:]
+                on_path = {w: i for w, i in on_path.items() if i < len(history)}
+            on_path[world] = len(history)
             obs, reward, done, truncated, info = env.step(action)
             history.append(action)
             peak = max(peak, info["score"])
             if done:
                 break
             archive.visit(cell_key(info), history, info["score"])
-        returned.append(min(len(target), len(history)))
+        returned.append(min(len(target), t + 1))
         final = info["score"]
         scores.append(final)
         if peak > archive.best_score:
-            archive.best_score, archive.best_history = peak, list(history)
+            archive.best_score, archive.best_history = peak, list(history)  # loops erased, to the episode's end
         best.append(max(scores))
     return {"scores": scores, "best": best, "cells": len(archive.cells), "diverged": diverged, "returned_steps": returned}
 

@@ -22,11 +22,13 @@ def key(location: str, inventory: str = "nothing") -> str:
     return f"location: {location} | inventory: {inventory} | score: 0 | obs"
 
 
-def write(store: MemoryStore, steps: list[tuple[str, str, float]], params: dict | None = None) -> None:
-    """Store an episode of (state key, action, score after the step) steps; world hashes "w<step>"."""
+def write(store: MemoryStore, steps: list[tuple[str, str, float]], params: dict | None = None,
+          worlds: list[str] | None = None) -> None:
+    """Store an episode of (state key, action, score after the step) steps; world hashes ``worlds`` or "w<step><action>"."""
     embedder = get_embedder()
+    worlds = worlds or [f"w{t}{a}" for t, (_, a, _) in enumerate(steps)]
     records = [StepRecord(step=t, state_key=k, embedding=np.ones(embedder.dim, dtype=np.float32), action=a, reward=0.0,
-                          ret=0.0, score=s, world_hash=f"w{t}{a}", observation="") for t, (k, a, s) in enumerate(steps)]
+                          ret=0.0, score=s, world_hash=w, observation="") for t, ((k, a, s), w) in enumerate(zip(steps, worlds))]
     store.write_episode(EpisodeRecord(uuid=uuid.uuid4().hex, game="zork1", score=steps[-1][2], steps=len(steps),
                                       params=params or {}), records)
 
@@ -58,6 +60,18 @@ def test_the_archive_keeps_each_cells_shortest_path_its_visits_and_the_episodes_
     assert [a for a, _ in lamp.path] == ["north", "east", "enter window", "west", "take lamp"]
     assert len(cells) == 7  # west, north, south, behind (0), kitchen (10), living room with and without the lamp
     assert "x" not in cells  # a recorded cell that is not in the archive is ignored
+
+
+def test_a_cells_path_has_its_loops_erased(tmp_path):
+    """An episode that walked west of house → north → back → north again reaches the north of the house by one step."""
+    with MemoryStore(tmp_path / "memory", get_embedder()) as store:
+        write(store, [(key("west of house"), "north", 0.0), (key("north of house"), "south", 0.0),
+                      (key("west of house"), "north", 0.0), (key("north of house"), "east", 0.0),
+                      (key("behind house"), "look", 0.0)], worlds=["a", "b", "a", "b", "c"])
+        cells = build_archive(store.trajectories("zork1"), start_score=0.0)
+    assert cells["location: north of house | inventory: nothing | score: 0"].path == [("north", "a")]
+    assert cells["location: behind house | inventory: nothing | score: 0"].path == [("north", "a"), ("east", "b")]
+    assert cells["location: north of house | inventory: nothing | score: 0"].seen == 2
 
 
 def test_cells_rarely_seen_or_near_the_best_score_weigh_more():

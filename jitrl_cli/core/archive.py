@@ -7,8 +7,11 @@ steps with their world states, so the archive is rebuilt from it at the start of
 
 * a cell is a text game's situation (location and inventory, :func:`adapters.state_key.situation_of`) with the
   score before the step: "the living room, holding the lamp and the sword, at 10 points" is one cell;
-* its path is the shortest stored history that reached it: the actions from the reset and the world hash
-  before each, which the agent replays while the world states match (a deterministic game replays exactly);
+* its path is the shortest stored history that reached it, with its loops erased as `--replay-best` erases
+  them (:func:`jitrl_cli.core.agent.best_prefix`: where an episode came back to a world state, the steps
+  between the two visits are dropped): the actions from the reset and the world hash before each, which the
+  agent replays while the world states match. Without the erasure the stored histories, walks of the
+  exploring policy, spent 40 to 58 of zork1's 60 steps on the return;
 * its counts are the stored steps taken in it (times seen) and the stored episodes that returned to it
   (times chosen, each episode's ``params["return_cell"]``).
 
@@ -63,7 +66,8 @@ def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str 
 
     Args:
         trajectories: (episode id, state key, action, score after the step, world hash before it) per stored
-            step, in episode and step order (:meth:`memories.store.MemoryStore.trajectories`).
+            step, in episode and step order (:meth:`memories.store.MemoryStore.trajectories`). A step without a
+            world hash keeps its loop.
         start_score: the score an episode starts with (the score before each episode's first step).
         chosen: cell key → episodes that returned to it (:meth:`memories.store.MemoryStore.episode_param_counts`).
 
@@ -72,9 +76,13 @@ def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str 
     """
     cells: dict[str, Cell] = {}
     episode, path, score = None, [], start_score
+    on_path: dict[str, int] = {}  # world hash → its index in path
     for ep, state_key, action, score_after, world in trajectories:
         if ep != episode:
-            episode, path, score = ep, [], start_score
+            episode, path, score, on_path = ep, [], start_score, {}
+        if world is not None and world in on_path:  # back where the path already was: erase the loop
+            del path[on_path[world]:]
+            on_path = {w: i for i, (_, w) in enumerate(path) if w is not None}
         situation = situation_of(state_key)
         if situation is not None and score is not None:
             key = cell_key(situation, score)
@@ -85,6 +93,8 @@ def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str 
                 cell.seen += 1
                 if len(path) < len(cell.path):
                     cell.path = list(path)
+        if world is not None:
+            on_path[world] = len(path)
         path.append((action, world))
         score = score_after
     for key, n in (chosen or {}).items():
