@@ -4,10 +4,9 @@ A yardstick for `jitrl eval`'s learning goals, not a policy: no LLM prior, no ad
 starts from the game's reset, *returns* to a cell of an archive by replaying, action for action, the
 shortest history known to reach it (the steps count against the episode's budget, as `--replay-best`'s
 do), then *explores* for the rest of the budget, choosing uniformly among the valid actions tried least
-often in that exact world state. Go-Explore (Ecoffet et al., Nature 2021, §Methods "cell selection"): a cell
-is a coarse state, here (location, inventory, score); each is chosen with weight
-(1/√(1 + times chosen) + 1/√(1 + times seen)) · exp((score − best score) / τ), so rarely seen cells and
-high-scoring ones are preferred. ``--select best-path`` returns instead to a cell drawn uniformly along the
+often in that exact world state. The archive is `--go-explore`'s (:mod:`jitrl_cli.core.archive`: a cell is
+(location, inventory, score), chosen with Go-Explore's count weights and a preference for the best score),
+kept up to date step by step instead of rebuilt from a memory. ``--select best-path`` returns instead to a cell drawn uniformly along the
 best episode's history, as `--replay-best` does.
 
 A replayed action the game no longer offers (a loop's erasure changed what chance did) counts as a
@@ -40,54 +39,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.base import AdapterError  # noqa: E402
 from adapters.jericho_env import JerichoEnv  # noqa: E402
+from adapters.state_key import situation_key  # noqa: E402
+from jitrl_cli.core.archive import Cell, LoopErasedPath, cell_key, select_cell  # noqa: E402
 from jitrl_cli.errors import UserError  # noqa: E402
 from jitrl_cli.paths import require_game  # noqa: E402
 
 
 @dataclass
-class Cell:
-    """One archive cell: the shortest known history reaching it and its counts."""
-
-    history: list[str]
-    score: float
-    seen: int = 0
-    chosen: int = 0
-
-
-@dataclass
 class Archive:
-    """Cells keyed by (location, inventory, score), with the best episode's history for ``best-path``."""
+    """`--go-explore`'s cells (:mod:`jitrl_cli.core.archive`), kept up to date as the episodes play, and the best
+    episode's path for ``best-path``."""
 
-    cells: dict[tuple, Cell] = field(default_factory=dict)
+    cells: dict[str, Cell] = field(default_factory=dict)
     best_score: float = -math.inf
-    best_history: list[str] = field(default_factory=list)
+    best_path: list[tuple[str, str | None]] = field(default_factory=list)
 
-    def visit(self, key: tuple, history: list[str], score: float) -> bool:
-        """Record that ``history`` reached cell ``key``; True when the cell is new."""
+    def visit(self, info: dict, path: list[tuple[str, str | None]]) -> None:
+        """Record that ``path`` (loops erased) reached the state of ``info``."""
+        key = cell_key(situation_key(info["location"], info["inventory"]), float(info["score"]))
         cell = self.cells.get(key)
         if cell is None:
-            self.cells[key] = Cell(list(history), score, seen=1)
-            return True
+            self.cells[key] = Cell(key, float(info["score"]), list(path), seen=1)
+            return
         cell.seen += 1
-        if len(history) < len(cell.history):
-            cell.history = list(history)
-        return False
-
-    def select(self, rng: np.random.Generator, tau: float) -> Cell:
-        """A cell drawn with Go-Explore's count weights times exp((score − best) / τ)."""
-        cells = list(self.cells.values())
-        top = max(c.score for c in cells)
-        w = np.array([(1 / math.sqrt(1 + c.chosen) + 1 / math.sqrt(1 + c.seen)) * math.exp((c.score - top) / tau)
-                      for c in cells])
-        return cells[int(rng.choice(len(cells), p=w / w.sum()))]
+        if len(path) < len(cell.path):
+            cell.path = list(path)
 
 
-def cell_key(info: dict) -> tuple:
-    """(location, sorted inventory, score) of a state's ``info``."""
-    return (info["location"], tuple(sorted(info["inventory"])), float(info["score"]))
-
-
-def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: str, tau: float) -> dict:
+def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: str) -> dict:
     """Play ``episodes`` episodes of return-then-explore with the sampler seeded by ``seed``.
 
     Returns:
@@ -100,46 +79,38 @@ def run_seed(env: JerichoEnv, seed: int, episodes: int, max_steps: int, select: 
     scores, best, returned, diverged = [], [], [], 0
     for _ in range(episodes):
         obs, info = env.reset()
-        archive.visit(cell_key(info), [], info["score"])
-        target: list[str] = []
-        if len(archive.cells) > 1:
-            if select == "best-path" and archive.best_history:
-                target = archive.best_history[: int(rng.integers(0, len(archive.best_history) + 1))]
-            else:
-                cell = archive.select(rng, tau)
-                cell.chosen += 1
-                target = cell.history
-        history: list[str] = []
-        on_path: dict[str, int] = {}  # world hash → its index in history: loops are erased, as the archive's are
-        done = False
+        archive.visit(info, [])
+        target: list[tuple[str, str | None]] = []
+        if select == "best-path":
+            target = archive.best_path[: int(rng.integers(0, len(archive.best_path) + 1))]
+        else:
+            cell = select_cell(archive.cells, env.max_score, rng)
+            cell.chosen += 1
+            target = cell.path
+        path = LoopErasedPath()  # the episode's history, its loops erased as the archive's are
         peak = info["score"]
         for t in range(max_steps):
+            if t < len(target) and (target[t][0] not in info["candidates"] or target[t][1] != info["state_hash"]):
+                diverged += 1  # an erased loop changed what chance did: explore from here
+                target = target[:t]
             if t < len(target):
-                action = target[t]
-                if action not in info["candidates"]:
-                    diverged += 1
-                    target = target[:t]
-            if t >= len(target):
+                action = target[t][0]
+            else:
                 counts = tried[info["state_hash"]]
                 least = min(counts[a] for a in info["candidates"])
                 action = str(rng.choice([a for a in info["candidates"] if counts[a] == least]))
             tried[info["state_hash"]][action] += 1
-            world = info["state_hash"]
-            if world in on_path:
-                del history[on_path[world]:]
-                on_path = {w: i for w, i in on_path.items() if i < len(history)}
-            on_path[world] = len(history)
+            path.arrive(info["state_hash"])
+            path.leave(action, info["state_hash"])
             obs, reward, done, truncated, info = env.step(action)
-            history.append(action)
             peak = max(peak, info["score"])
             if done:
                 break
-            archive.visit(cell_key(info), history, info["score"])
+            archive.visit(info, path.steps)
         returned.append(min(len(target), t + 1))
-        final = info["score"]
-        scores.append(final)
+        scores.append(info["score"])
         if peak > archive.best_score:
-            archive.best_score, archive.best_history = peak, list(history)  # loops erased, to the episode's end
+            archive.best_score, archive.best_path = peak, list(path.steps)  # loops erased, to the episode's end
         best.append(max(scores))
     return {"scores": scores, "best": best, "cells": len(archive.cells), "diverged": diverged, "returned_steps": returned}
 
@@ -151,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of the exploration's sampler")
     parser.add_argument("--select", choices=["archive", "best-path"], default="archive")
-    parser.add_argument("--tau", type=float, default=10.0, help="score temperature of the cell weights (points)")
     parser.add_argument("--thresholds", default="35,45,55,69")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
@@ -162,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     thresholds = [float(x) for x in args.thresholds.split(",")]
     result = {"game": args.game, "episodes": args.episodes, "max_steps": args.max_steps, "select": args.select,
-              "tau": args.tau, "seeds": {}}
+              "seeds": {}}
     try:
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            run = run_seed(env, seed, args.episodes, args.max_steps, args.select, args.tau)
+            run = run_seed(env, seed, args.episodes, args.max_steps, args.select)
             run["first_episode_reaching"] = {str(int(x)): next((i + 1 for i, s in enumerate(run["scores"]) if s >= x), None)
                                              for x in thresholds}
             run["seconds"] = round(time.perf_counter() - t0, 1)

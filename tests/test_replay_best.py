@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from adapters.jericho_env import JerichoEnv
-from jitrl_cli.core.agent import best_prefix
+from jitrl_cli.core.archive import best_prefix
 from memories.embedding import get_embedder
 from memories.store import EpisodeRecord, MemoryStore, StepRecord
 from tests.conftest import run_cli

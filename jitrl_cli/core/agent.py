@@ -25,7 +25,7 @@ import numpy as np
 from adapters.base import Environment
 from adapters.state_key import situation_key
 from adapters.wrappers import DeathPenalty, find_wrapper
-from jitrl_cli.core.archive import build_archive, select_cell
+from jitrl_cli.core.archive import best_prefix, build_archive, select_cell
 from jitrl_cli.core.backup import ReturnEstimate, backed_up_returns
 from jitrl_cli.core.config import AgentConfig
 from jitrl_cli.core.advantage import AdvantageEstimate, Exploration, Neighbour, estimate_advantages, normalize_action
@@ -188,38 +188,6 @@ class CycleTracker:
         a = normalize_action(action)
         self.taken[self._state][a] += 1
         self.previous = (self._place, a)
-
-
-def best_prefix(steps: list[tuple[str, float | None, str | None]]) -> list[tuple[str, str | None]]:
-    """The path to replay from the best episode (Go-Explore's "return", XTX's exploitation phase).
-
-    The best episode's steps up to and including the first one that reached its best score (its frontier),
-    with loops erased: where the episode came back to a world state it had been in, the steps between the
-    two visits are dropped (in a deterministic game they lead nowhere), so the replay reaches the frontier in
-    as few steps as the episode allows and leaves the rest of the budget to exploration. Nothing when the
-    episode never scored.
-
-    Args:
-        steps: (action, score after the step, world hash before it) per step, in order
-            (:meth:`memories.store.MemoryStore.best_episode_steps`).
-
-    Returns:
-        (action, world hash before it) per step to replay.
-    """
-    scores = [score for _, score, _ in steps]
-    if not scores or any(score is None for score in scores) or max(scores) == min(scores):
-        return []
-    frontier = scores.index(max(scores))  # the first step that reached the episode's best score
-    path: list[tuple[str, str | None]] = []
-    seen: dict[str, int] = {}  # world hash → its index in path
-    for action, _, world in steps[: frontier + 1]:
-        if world is not None and world in seen:  # back where the path already was: erase the loop
-            del path[seen[world]:]
-            seen = {w: i for i, (_, w) in enumerate(path) if w is not None}
-        if world is not None:
-            seen[world] = len(path)
-        path.append((action, world))
-    return path
 
 
 @dataclass

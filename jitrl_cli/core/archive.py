@@ -1,4 +1,5 @@
-"""Go-Explore's archive over the remembered states: where an episode returns to before it explores (``--go-explore``).
+"""Where an episode returns to before it explores: Go-Explore's archive (``--go-explore``) and the best path
+(``--replay-best``).
 
 Go-Explore (Ecoffet et al., "First return, then explore", Nature 2021) keeps an archive of *cells*, coarse
 states, each with the shortest known way to reach it. Every episode first returns to a cell chosen for being
@@ -8,8 +9,8 @@ steps with their world states, so the archive is rebuilt from it at the start of
 * a cell is a text game's situation (location and inventory, :func:`adapters.state_key.situation_of`) with the
   score before the step: "the living room, holding the lamp and the sword, at 10 points" is one cell;
 * its path is the shortest stored history that reached it, with its loops erased as `--replay-best` erases
-  them (:func:`jitrl_cli.core.agent.best_prefix`: where an episode came back to a world state, the steps
-  between the two visits are dropped): the actions from the reset and the world hash before each, which the
+  them (:class:`LoopErasedPath`: where an episode came back to a world state, the steps between the two
+  visits are dropped): the actions from the reset and the world hash before each, which the
   agent replays while the world states match. Without the erasure the stored histories, walks of the
   exploring policy, spent 40 to 58 of zork1's 60 steps on the return;
 * its counts are the stored steps taken in it (times seen) and the stored episodes that returned to it
@@ -34,6 +35,57 @@ from adapters.state_key import situation_of
 
 #: τ as a share of the game's maximum score (zork1: 350 points → τ = 10.5 points)
 SCORE_TEMPERATURE = 0.03
+
+
+class LoopErasedPath:
+    """An episode's path from the reset with its loops erased, built step by step: where the episode comes back to
+    a world state it was in, the steps between the two visits are dropped (in a deterministic game they lead
+    nowhere), so a replay reaches the same place in as few steps as the episode allows.
+
+    Attributes:
+        steps: (action, world hash before it) per step kept, in order.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str | None]] = []
+        self._index: dict[str, int] = {}  # world hash → its index in steps
+
+    def arrive(self, world: str | None) -> None:
+        """The episode is in world state ``world``: back to its earlier visit, if any (None: no hash, kept as is)."""
+        if world is not None and world in self._index:
+            del self.steps[self._index[world]:]
+            self._index = {w: i for i, (_, w) in enumerate(self.steps) if w is not None}
+
+    def leave(self, action: str, world: str | None) -> None:
+        """The episode takes ``action`` in world state ``world`` (after :meth:`arrive`)."""
+        if world is not None:
+            self._index[world] = len(self.steps)
+        self.steps.append((action, world))
+
+
+def best_prefix(steps: list[tuple[str, float | None, str | None]]) -> list[tuple[str, str | None]]:
+    """The path to replay from the best episode (Go-Explore's "return", XTX's exploitation phase; ``--replay-best``).
+
+    The best episode's steps up to and including the first one that reached its best score (its frontier),
+    loops erased (:class:`LoopErasedPath`), leaving the rest of the budget to exploration. Nothing when the
+    episode never scored.
+
+    Args:
+        steps: (action, score after the step, world hash before it) per step, in order
+            (:meth:`memories.store.MemoryStore.best_episode_steps`).
+
+    Returns:
+        (action, world hash before it) per step to replay.
+    """
+    scores = [score for _, score, _ in steps]
+    if not scores or any(score is None for score in scores) or max(scores) == min(scores):
+        return []
+    frontier = scores.index(max(scores))  # the first step that reached the episode's best score
+    path = LoopErasedPath()
+    for action, _, world in steps[: frontier + 1]:
+        path.arrive(world)
+        path.leave(action, world)
+    return path.steps
 
 
 @dataclass
@@ -75,27 +127,22 @@ def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str 
         cell key → :class:`Cell`; the cells of steps whose state key has no situation (a web page) are left out.
     """
     cells: dict[str, Cell] = {}
-    episode, path, score = None, [], start_score
-    on_path: dict[str, int] = {}  # world hash → its index in path
+    episode, path, score = None, LoopErasedPath(), start_score
     for ep, state_key, action, score_after, world in trajectories:
         if ep != episode:
-            episode, path, score, on_path = ep, [], start_score, {}
-        if world is not None and world in on_path:  # back where the path already was: erase the loop
-            del path[on_path[world]:]
-            on_path = {w: i for i, (_, w) in enumerate(path) if w is not None}
+            episode, path, score = ep, LoopErasedPath(), start_score
+        path.arrive(world)
         situation = situation_of(state_key)
         if situation is not None and score is not None:
             key = cell_key(situation, score)
             cell = cells.get(key)
             if cell is None:
-                cells[key] = Cell(key, float(score), list(path), seen=1)
+                cells[key] = Cell(key, float(score), list(path.steps), seen=1)
             else:
                 cell.seen += 1
-                if len(path) < len(cell.path):
-                    cell.path = list(path)
-        if world is not None:
-            on_path[world] = len(path)
-        path.append((action, world))
+                if len(path.steps) < len(cell.path):
+                    cell.path = list(path.steps)
+        path.leave(action, world)
         score = score_after
     for key, n in (chosen or {}).items():
         if key in cells:
