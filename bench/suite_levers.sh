@@ -34,8 +34,9 @@ declare -A FLAGS=(
   [death-credit-5]="--death-credit 5"
   [death-penalty-30]="--death-penalty 30"
   [cautious-after-4]="--cautious-after 4"  # measured first; the default since 2026-12-07 is 5 (the same play on these games)
+  [go-explore]="--go-explore"
 )
-ORDER=(defaults replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5 cautious-after-4)
+ORDER=(defaults replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5 cautious-after-4 go-explore)
 [ $# -gt 0 ] && ORDER=("$@")
 for lever in "${ORDER[@]}"; do
   [ -n "${FLAGS[$lever]+x}" ] || { echo "error: unknown lever '$lever' (one of: ${!FLAGS[*]})" >&2; exit 2; }
