@@ -73,6 +73,8 @@ BAD_NUMBERS = [
     (["memory", "inspect", "--across-worlds", "mean", "--q-estimate", "mean"], "--across-worlds mean needs --q-estimate expectimax"),
     (["play", "zork1", "--across-worlds", "min"], "--across-worlds must be max or mean, got 'min'"),
     (["play", "zork1", "--death-credit", "-1"], "--death-credit must be an integer >= 0, got -1"),
+    (["play", "zork1", "--go-explore", "--replay-best"], "--go-explore and --replay-best both choose where an episode returns to: give one"),
+    (["eval", "zork1", "--replay-best", "--go-explore"], "--go-explore and --replay-best both choose where an episode returns to: give one"),
 ]
 
 

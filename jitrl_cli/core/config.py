@@ -101,7 +101,7 @@ class AgentConfig:
         go_explore: Go-Explore's return (Ecoffet et al. 2021): each episode first replays the shortest stored path
             to a cell of the archive (a situation, location and inventory, at a score) drawn with Go-Explore's
             count weights and a preference for high scores (:mod:`jitrl_cli.core.archive`), while the world
-            states match, then explores with the policy. Takes the place of ``replay_best``.
+            states match, then explores with the policy. Not with ``replay_best``.
         abstract_actions: where the environment gives ``info["action_keys"]`` (web pages: the element's role
             and name with goal values masked, :func:`adapters.web_observation.action_key`), memory knows an
             action by its key, so what one instance or task taught applies to the next; else by its string.

@@ -86,6 +86,9 @@ _COMBINATIONS: list[tuple[tuple[str, ...], Callable[..., bool], str]] = [
     (("safe_cycles", "avoid_cycles"),  # --safe-cycles changes what cycle avoidance does
      lambda safe_cycles, avoid_cycles: safe_cycles and not avoid_cycles,
      "--safe-cycles needs --avoid-cycles"),
+    (("go_explore", "replay_best"),  # two ways to choose where an episode returns to first
+     lambda go_explore, replay_best: go_explore and replay_best,
+     "--go-explore and --replay-best both choose where an episode returns to: give one"),
     (("across_worlds", "q_estimate"),  # --across-worlds chooses between the world states of the expectimax
      lambda across_worlds, q_estimate: (AcrossWorlds(across_worlds) is AcrossWorlds.mean
                                         and QEstimate(q_estimate) is not QEstimate.expectimax),
@@ -96,8 +99,9 @@ _COMBINATIONS: list[tuple[tuple[str, ...], Callable[..., bool], str]] = [
 def check_combinations(**values: Any) -> None:
     """Check the options that act only together with others (parameter names → values), each rule whose options are
     all given: ``--avoid-deaths-horizon`` above 1 needs ``--avoid-deaths`` or ``--avoid-deaths-own``, ``--safe-cycles``
-    needs ``--avoid-cycles`` (not ``--no-avoid-cycles`` or ``--paper``'s settings), ``--across-worlds mean`` needs
-    ``--q-estimate expectimax`` (not ``max``, ``mean`` or ``--paper``'s).
+    needs ``--avoid-cycles`` (not ``--no-avoid-cycles`` or ``--paper``'s settings), ``--go-explore`` and
+    ``--replay-best`` exclude each other, ``--across-worlds mean`` needs ``--q-estimate expectimax`` (not ``max``,
+    ``mean`` or ``--paper``'s).
 
     Raises:
         UserError: one line for the first rule broken.
