@@ -112,6 +112,18 @@ def cell_key(situation: str, score: float) -> str:
     return f"{situation}score: {score:g}"
 
 
+def visit_cell(cells: dict[str, Cell], key: str, score: float, path: Sequence[tuple[str, str | None]]) -> None:
+    """Record in ``cells`` that ``path`` (loops erased) reached cell ``key`` at ``score``: a new cell, or one more
+    visit of a known one, which keeps the shorter of its path and ``path``."""
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = Cell(key, float(score), list(path), seen=1)
+        return
+    cell.seen += 1
+    if len(path) < len(cell.path):
+        cell.path = list(path)
+
+
 def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str | None]],
                   start_score: float, chosen: dict[str, int] | None = None) -> dict[str, Cell]:
     """The archive of the cells the stored episodes took a step in.
@@ -134,14 +146,7 @@ def build_archive(trajectories: Sequence[tuple[int, str, str, float | None, str 
         path.arrive(world)
         situation = situation_of(state_key)
         if situation is not None and score is not None:
-            key = cell_key(situation, score)
-            cell = cells.get(key)
-            if cell is None:
-                cells[key] = Cell(key, float(score), list(path.steps), seen=1)
-            else:
-                cell.seen += 1
-                if len(path.steps) < len(cell.path):
-                    cell.path = list(path.steps)
+            visit_cell(cells, cell_key(situation, score), score, path.steps)
         path.leave(action, world)
         score = score_after
     for key, n in (chosen or {}).items():
