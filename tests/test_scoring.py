@@ -17,25 +17,45 @@ ACTIONS = ["open mailbox", "north", "south", "west", "open the small mailbox", "
 
 # The reference is independent of the code under test: llama-cpp-python's high-level `Llama` with
 # logits for every position (`logits_all=True`), one candidate at a time in a fresh context, its
-# full-vocabulary log-softmax read at each candidate token (`reference_logprobs`). llama.cpp's CPU
-# kernels round differently for different batch shapes, so "equal" means equal up to that rounding:
-# measured here 0.0032 nats at most, on one token (every other token within 1e-7); the tolerances
-# are about 3× that. One row of the many-candidates test differs by 0.053 (the last token of
-# "take object number 1"; the same when those candidates are scored alone, so it is that row's
-# rounding, not the sequence-id groups), and the constrained prior of those candidates (which
-# decodes other batches) differs from the sequence prior's tokens by 0.049: the two tests of the
-# 74 candidates have their own tolerance, 1.5× the larger.
-# Scores on a cached prompt, whose last token is re-evaluated alone (a batch of one), differ from a
-# cold computation by up to 0.141 (measured; a reset() scorer reproduces a cold score exactly):
-# TOL_CACHED, for the one test that compares the two, is 1.5× that.
-TOL_TOKEN = 0.01
-TOL_CANDIDATE = 0.01
-TOL_MANY = 0.08
-TOL_CACHED = 0.21
+# full-vocabulary log-softmax read at each candidate token (`reference_logprobs`).
+# llama.cpp is not batch-invariant: its CPU kernels round differently for different batch shapes and
+# cache layouts, and the model's int8-quantized activations can turn such a rounding into a whole
+# quantization step. So "equal" is checked two ways (`assert_same_logprobs`):
+#   - every log-prob lies within llama.cpp's own spread: the largest change of the reference when only
+#     its batch size changes (`spread`, measured in this run on this build: 0.41 nats for one
+#     candidate, 0.31 for one token, with llama-cpp-python 0.3.36 on an AVX2 CPU; earlier builds had
+#     given 0.003 to 0.05, and the scorer then matched the reference to 0.01);
+#   - most log-probs are the reference's to 1e-6 (EXACT_SHARE): a wrong position, mask, sequence id or
+#     trie parent changes every token after it, a rounding flip one row. Scores on a cached prompt,
+#     whose last token is re-evaluated alone (a batch of one), shift every later row: those
+#     comparisons check the spread alone.
+EXACT = 1e-6
+EXACT_SHARE = 0.75
+SPREAD_MAX = 1.0  # a build whose own batch-shape spread exceeds 1 nat is broken, not rounding
 
-def reference_logprobs(model_path, prompt: list[int], candidates: list[list[int]]) -> ScoreResult:
+
+@pytest.fixture(scope="module")
+def spread(llm, model_path) -> float:
+    """llama.cpp's own batch-shape rounding on this build: the largest |Δ log p| (token or candidate)
+    between reference scores computed with n_batch 512 and with n_batch 1, 3, 8 or 44."""
+    prompt = _prompt(llm)
+    cands = [prompt.candidate_tokens(a) for a in ACTIONS]
+    base = reference_logprobs(model_path, prompt.tokens(), cands)
+    worst = 0.0
+    for n_batch in (1, 3, 8, 44):
+        other = reference_logprobs(model_path, prompt.tokens(), cands, n_batch=n_batch)
+        worst = max(worst, float(np.max(np.abs(other.logprobs - base.logprobs))),
+                    *(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(other.token_logprobs,
+                                                                              base.token_logprobs)))
+    assert worst <= SPREAD_MAX, f"llama.cpp's batch-shape spread is {worst:.3f} nats on this build"
+    return max(worst, EXACT)
+
+
+def reference_logprobs(model_path, prompt: list[int], candidates: list[list[int]],
+                       n_batch: int = 512) -> ScoreResult:
     """Per-token log p(c_j | prompt, c_<j) of each candidate from llama-cpp-python's `Llama` API
-    (full logits, fresh KV cache per candidate): the reference the scorer must reproduce."""
+    (full logits, fresh KV cache per candidate, ``n_batch`` tokens per decode): the reference the
+    scorer must reproduce."""
     import llama_cpp.llama_cpp as capi
     from llama_cpp import Llama
 
@@ -48,7 +68,8 @@ def reference_logprobs(model_path, prompt: list[int], candidates: list[list[int]
 
     capi.llama_model_default_params = model_params
     try:
-        ref = Llama(str(model_path), n_ctx=1024, n_batch=512, logits_all=True, verbose=False, n_threads=1)
+        ref = Llama(str(model_path), n_ctx=1024, n_batch=n_batch, n_ubatch=n_batch, logits_all=True, verbose=False,
+                    n_threads=1)
     finally:
         capi.llama_model_default_params = defaults
     try:
@@ -64,16 +85,24 @@ def reference_logprobs(model_path, prompt: list[int], candidates: list[list[int]
     return ScoreResult(np.array([sum(t) for t in token_logprobs]), token_logprobs)
 
 
-def assert_same_logprobs(a: ScoreResult, b: ScoreResult, tol_token: float = TOL_TOKEN,
-                         tol_candidate: float = TOL_CANDIDATE) -> None:
+def assert_close(got, want, spread: float, exact_share: float = EXACT_SHARE) -> None:
+    """Every |got − want| ≤ spread, and at least ``exact_share`` of them ≤ EXACT (flat sequences)."""
+    diff = np.abs(np.subtract(np.asarray(got, dtype=float), np.asarray(want, dtype=float)))
+    assert diff.size and np.max(diff) <= spread, (np.max(diff), spread, got, want)
+    assert np.mean(diff <= EXACT) >= exact_share, (np.mean(diff <= EXACT), got, want)
+
+
+def assert_same_logprobs(a: ScoreResult, b: ScoreResult, spread: float, exact_share: float = EXACT_SHARE) -> None:
+    """``a`` reproduces ``b``: per token and per candidate (`assert_close`), and as priors over the
+    candidates (total variation ≤ spread)."""
     assert a.logprobs.shape == b.logprobs.shape
-    assert np.max(np.abs(a.logprobs - b.logprobs)) <= tol_candidate, (a.logprobs, b.logprobs)
-    for x, y in zip(a.token_logprobs, b.token_logprobs):
-        assert len(x) == len(y) and np.max(np.abs(np.subtract(x, y))) <= tol_token, (x, y)
-    # the prior distributions over the candidates agree (total variation)
+    assert [len(x) for x in a.token_logprobs] == [len(y) for y in b.token_logprobs]
+    assert_close(a.logprobs, b.logprobs, spread, exact_share)
+    assert_close([t for x in a.token_logprobs for t in x], [t for y in b.token_logprobs for t in y], spread,
+                 exact_share)
     pa = np.exp(a.logprobs - np.logaddexp.reduce(a.logprobs))
     pb = np.exp(b.logprobs - np.logaddexp.reduce(b.logprobs))
-    assert 0.5 * np.abs(pa - pb).sum() <= tol_candidate
+    assert 0.5 * np.abs(pa - pb).sum() <= spread
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +118,16 @@ def _prompt(llm):
     return p
 
 
-def test_batched_equals_llama_full_logits_reference(llm, scorer, model_path):
+def test_batched_equals_llama_full_logits_reference(llm, scorer, model_path, spread):
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
     scorer.reset()
     batched = scorer.score(prompt.tokens(), cands)
     ref = reference_logprobs(model_path, prompt.tokens(), cands)
-    assert_same_logprobs(scorer.score_sequential(prompt.tokens(), cands), ref)  # bench/scoring.py's baseline
+    assert_same_logprobs(scorer.score_sequential(prompt.tokens(), cands), ref, spread)  # bench/scoring.py's baseline
     assert batched.logprobs.shape == (len(ACTIONS),)
     assert np.all(batched.logprobs < 0)
-    assert_same_logprobs(batched, ref)
+    assert_same_logprobs(batched, ref, spread)
 
 
 def test_shared_prefixes_are_evaluated_once_and_leaves_never(llm, scorer):
@@ -114,7 +143,7 @@ def test_shared_prefixes_are_evaluated_once_and_leaves_never(llm, scorer):
     assert r.logit_rows == 1 + len(prefixes)
 
 
-def test_next_step_evaluates_only_the_new_tokens(llm, scorer):
+def test_next_step_evaluates_only_the_new_tokens(llm, scorer, spread):
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
     scorer.reset()
@@ -131,10 +160,10 @@ def test_next_step_evaluates_only_the_new_tokens(llm, scorer):
     # cached results agree with a cold computation up to llama.cpp's batch-shape rounding
     scorer.reset()
     cold = scorer.score(prompt.tokens(), [prompt.candidate_tokens("take leaflet")])
-    assert again.logprobs[0] == pytest.approx(cold.logprobs[0], abs=TOL_CACHED)
+    assert again.logprobs[0] == pytest.approx(cold.logprobs[0], abs=spread)
 
 
-def test_reset_keeps_the_header_so_scores_do_not_depend_on_what_was_scored_before(llm, scorer):
+def test_reset_keeps_the_header_so_scores_do_not_depend_on_what_was_scored_before(llm, scorer, spread):
     """reset(keep=header) leaves the KV of the header evaluated alone: an episode does not re-evaluate its
     header, and its scores are bit-identical whatever was scored before (another episode, another header)."""
     prompt = _prompt(llm)
@@ -161,10 +190,10 @@ def test_reset_keeps_the_header_so_scores_do_not_depend_on_what_was_scored_befor
     scorer.reset()
     cold = scorer.score(prompt.tokens(), cands)
     assert cold.prompt_tokens_evaluated == len(prompt.tokens())
-    assert np.max(np.abs(cold.logprobs - first.logprobs)) <= TOL_CACHED
+    assert np.max(np.abs(cold.logprobs - first.logprobs)) <= spread
 
 
-def test_many_candidates_exceeding_sequence_ids(llm, scorer, model_path):
+def test_many_candidates_exceeding_sequence_ids(llm, scorer, model_path, spread):
     prompt = _prompt(llm)
     actions = [f"take object number {i}" for i in range(llm.n_seq_max + 10)]
     cands = [prompt.candidate_tokens(a) for a in actions]
@@ -173,7 +202,7 @@ def test_many_candidates_exceeding_sequence_ids(llm, scorer, model_path):
     assert r.logprobs.shape == (len(actions),) and np.all(np.isfinite(r.logprobs))
     ref = reference_logprobs(model_path, prompt.tokens(), cands[:3] + cands[-3:])
     sub = ScoreResult(np.r_[r.logprobs[:3], r.logprobs[-3:]], r.token_logprobs[:3] + r.token_logprobs[-3:])
-    assert_same_logprobs(sub, ref, TOL_MANY, TOL_MANY)
+    assert_same_logprobs(sub, ref, spread)
 
 
 def test_prompt_is_append_only(llm):
@@ -185,7 +214,7 @@ def test_prompt_is_append_only(llm):
     assert llm.detokenize(t1).endswith("white house.\n\n>")
 
 
-def test_history_window_shows_only_the_last_actions_and_scores_as_a_fresh_prompt(llm, scorer, model_path):
+def test_history_window_shows_only_the_last_actions_and_scores_as_a_fresh_prompt(llm, scorer, model_path, spread):
     turns = [("open mailbox", "Opening the small mailbox reveals a leaflet."),
              ("take leaflet", "Taken."),
              ("north", "North of House\nYou are facing the north side of a white house.")]
@@ -207,7 +236,7 @@ def test_history_window_shows_only_the_last_actions_and_scores_as_a_fresh_prompt
     cands = [windows[0].candidate_tokens(a) for a in ("south", "open door", "take leaflet")]
     scorer.score(full.tokens(), cands)
     got = scorer.score(windows[0].tokens(), cands)
-    assert_same_logprobs(got, reference_logprobs(model_path, windows[0].tokens(), cands), TOL_CACHED, TOL_CACHED)
+    assert_same_logprobs(got, reference_logprobs(model_path, windows[0].tokens(), cands), spread, exact_share=0)
     with pytest.raises(ValueError):
         TranscriptPrompt(llm.tokenize, "x", 1500, history=-1)
 
@@ -242,7 +271,7 @@ def _constrained_from_full(cands, full: ScoreResult) -> list[list[float]]:
     return out
 
 
-def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, model_path):
+def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, model_path, spread):
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
     allowed = _allowed(cands)
@@ -252,11 +281,12 @@ def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, model_
     full = reference_logprobs(model_path, prompt.tokens(), cands)
     want = _constrained_from_full(cands, full)
     for c, g, w in zip(cands, got.token_logprobs, want):
-        assert len(g) == len(c) and np.max(np.abs(np.subtract(g, w))) <= TOL_TOKEN, (g, w)
+        assert len(g) == len(c)
         for j in range(len(c)):  # a token that is the only one allowed after its prefix has probability 1
             if len(allowed[tuple(c[:j])]) == 1:
                 assert g[j] == 0.0
-    assert np.max(np.abs(got.logprobs - np.array([sum(w) for w in want]))) <= TOL_CANDIDATE
+    assert_close([t for g in got.token_logprobs for t in g], [t for w in want for t in w], spread)
+    assert_close(got.logprobs, [sum(w) for w in want], spread)
     # a distribution over the candidates: Σ exp(z) = 1 without renormalising
     assert np.exp(got.logprobs).sum() == pytest.approx(1.0, abs=1e-9)
     # and not the sequence prior: long candidates are not penalised per token
@@ -305,15 +335,15 @@ def test_constrained_prior_defers_a_lone_candidate_to_the_next_call(llm, scorer)
     assert seq.logprobs[0] < 0 and seq.logit_rows == len(prompt.candidate_tokens("north"))
 
 
-def test_constrained_prior_is_exact_across_sequence_id_groups(llm, scorer):
+def test_constrained_prior_is_exact_across_sequence_id_groups(llm, scorer, spread):
     # more candidates than sequence ids: scored in groups, normalised over all candidates' tokens
     prompt = _prompt(llm)
     actions = [f"take object number {i}" for i in range(llm.n_seq_max + 10)] + ["north"]
     cands = [prompt.candidate_tokens(a) for a in actions]
     scorer.reset()
     full = scorer.score(prompt.tokens(), cands)
-    scorer.reset()  # both cold: a cached prompt's re-evaluated last token rounds differently (TOL_CACHED)
+    scorer.reset()  # both cold: a cached prompt's re-evaluated last token shifts every later row
     got = scorer.score(prompt.tokens(), cands, prior=Prior.constrained)
     want = _constrained_from_full(cands, full)
-    assert np.max(np.abs(got.logprobs - np.array([sum(w) for w in want]))) <= TOL_MANY
+    assert_close(got.logprobs, [sum(w) for w in want], spread)
     assert np.exp(got.logprobs).sum() == pytest.approx(1.0, abs=1e-9)
