@@ -236,7 +236,8 @@ class LlamaModel:
         cparams.swa_full = True  # keep full-size SWA cache so prefixes can be reused/trimmed
         cparams.no_perf = True
         # Flash attention off: its CPU kernel rounds differently with the batch shape, and the
-        # batched trie must give the same log-probs as one-at-a-time scoring (same speed here).
+        # batched trie should give one-at-a-time scoring's log-probs up to llama.cpp's own
+        # batch-shape rounding (tests/test_scoring.py measures both; same speed here).
         cparams.flash_attn_type = 0
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
         if not self.ctx:
