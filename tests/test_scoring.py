@@ -38,12 +38,19 @@ SPREAD_MAX = 1.0  # a build whose own batch-shape spread exceeds 1 nat is broken
 
 
 @pytest.fixture(scope="module")
-def spread(llm, model_path) -> float:
+def reference(llm, model_path) -> ScoreResult:
+    """The reference scores (n_batch 512) of ACTIONS after OBS (`_prompt`), computed once per module."""
+    prompt = _prompt(llm)
+    return reference_logprobs(model_path, prompt.tokens(), [prompt.candidate_tokens(a) for a in ACTIONS])
+
+
+@pytest.fixture(scope="module")
+def spread(llm, model_path, reference) -> float:
     """llama.cpp's own batch-shape rounding on this build: the largest |Δ log p| (token or candidate)
     between reference scores computed with n_batch 512 and with n_batch 1, 3, 8 or 44; at least SPREAD_MIN."""
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
-    base = reference_logprobs(model_path, prompt.tokens(), cands)
+    base = reference
     worst = 0.0
     for n_batch in (1, 3, 8, 44):
         other = reference_logprobs(model_path, prompt.tokens(), cands, n_batch=n_batch)
@@ -122,12 +129,12 @@ def _prompt(llm):
     return p
 
 
-def test_batched_equals_llama_full_logits_reference(llm, scorer, model_path, spread):
+def test_batched_equals_llama_full_logits_reference(llm, scorer, reference, spread):
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
     scorer.reset()
     batched = scorer.score(prompt.tokens(), cands)
-    ref = reference_logprobs(model_path, prompt.tokens(), cands)
+    ref = reference
     assert_same_logprobs(scorer.score_sequential(prompt.tokens(), cands), ref, spread)  # bench/scoring.py's baseline
     assert batched.logprobs.shape == (len(ACTIONS),)
     assert np.all(batched.logprobs < 0)
@@ -275,15 +282,14 @@ def _constrained_from_full(cands, full: ScoreResult) -> list[list[float]]:
     return out
 
 
-def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, model_path, spread):
+def test_constrained_prior_equals_renormalised_full_logprobs(llm, scorer, reference, spread):
     prompt = _prompt(llm)
     cands = [prompt.candidate_tokens(a) for a in ACTIONS]
     allowed = _allowed(cands)
     assert any(len(v) >= 2 for k, v in allowed.items() if k), "the test needs a branching node below the root"
     scorer.reset()
     got = scorer.score(prompt.tokens(), cands, prior=Prior.constrained)
-    full = reference_logprobs(model_path, prompt.tokens(), cands)
-    want = _constrained_from_full(cands, full)
+    want = _constrained_from_full(cands, reference)
     for c, g, w in zip(cands, got.token_logprobs, want):
         assert len(g) == len(c)
         for j in range(len(c)):  # a token that is the only one allowed after its prefix has probability 1
