@@ -34,7 +34,7 @@ declare -A FLAGS=(
   [death-credit-5]="--death-credit 5"
   [death-penalty-30]="--death-penalty 30"
   [cautious-after-4]="--cautious-after 4"  # measured first; the default since 2026-12-07 is 5 (the same play on these games)
-  [go-explore]="--go-explore"
+  [go-explore]="--go-explore"  # the default since 2026-12-08 (the defaults column before it: --no-go-explore)
 )
 ORDER=(defaults replay-best puct-no-avoid-cycles prompt-inventory novelty backoff-states paper-bonus returns-backup step-rewards avoid-deaths avoid-deaths-own avoid-deaths-h2 safe-cycles death-penalty-30 exact-all state-hash-local death-credit-5 cautious-after-4 go-explore)
 [ $# -gt 0 ] && ORDER=("$@")

@@ -96,7 +96,7 @@ def test_each_episode_replays_the_shortest_stored_path_to_its_drawn_cell_then_ex
     store_route(zork1, memory)
     # β 0: the prior alone would not walk the route; the return does
     result = run_cli("play", "zork1", "-n", "6", "--max-steps", "6", "--json", "--memory", str(memory),
-                     "--log-dir", str(logs), "--seed", "2", "--beta", "0", "--go-explore")
+                     "--log-dir", str(logs), "--seed", "2", "--beta", "0")  # --go-explore is the default
     assert result.returncode == 0, result.stderr
     episodes = [json.loads(line) for line in result.stdout.splitlines()]
     rows = [json.loads(line) for path in sorted(logs.glob("*.jsonl")) for line in path.read_text().splitlines()]
@@ -117,9 +117,16 @@ def test_each_episode_replays_the_shortest_stored_path_to_its_drawn_cell_then_ex
         assert marks == [True] * n + [False] * (len(marks) - n)  # then the policy's own draws
         lengths.append(n)
     assert max(lengths) >= 3  # some episode returned past the route's first steps (behind the house or the kitchen)
-    # --no-go-explore (the default) replays nothing and records no cell
+    # --no-go-explore replays nothing and records no cell
     result = run_cli("play", "zork1", "-n", "1", "--max-steps", "3", "--json", "--memory", str(memory), "--seed", "2",
-                     "--beta", "0")
+                     "--beta", "0", "--no-go-explore")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["replayed_steps"] == 0
-    assert db.execute("SELECT json_extract(params, '$.return_cell') FROM episodes ORDER BY id DESC LIMIT 1").fetchone() == (None,)
+    last = "SELECT json_extract(params, '$.go_explore'), json_extract(params, '$.return_cell') FROM episodes ORDER BY id DESC LIMIT 1"
+    assert db.execute(last).fetchone() == (0, None)
+    # --replay-best alone takes the place of the default return (not an error): the best episode's path, no cell
+    result = run_cli("play", "zork1", "-n", "1", "--max-steps", "3", "--json", "--memory", str(memory), "--seed", "2",
+                     "--beta", "0", "--replay-best")
+    assert result.returncode == 0, result.stderr
+    assert db.execute(last).fetchone() == (0, None)
+    assert db.execute("SELECT json_extract(params, '$.replay_best') FROM episodes ORDER BY id DESC LIMIT 1").fetchone() == (1,)

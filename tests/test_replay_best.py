@@ -57,7 +57,8 @@ def test_episodes_replay_the_best_stored_route_to_a_drawn_point_then_explore(zor
         store_route(zork1, memory)
         # β 0: the policy alone (the prior) would not walk the route; the replay walks a prefix of it
         result = run_cli("play", "zork1", "-n", "4", "--max-steps", "6", "--json", "--memory", str(memory),
-                         "--log-dir", str(logs / flag), "--seed", "3", "--beta", "0", flag)
+                         "--log-dir", str(logs / flag), "--seed", "3", "--beta", "0", flag,
+                         *([] if flag == "--replay-best" else ["--no-go-explore"]))  # no return at all
         assert result.returncode == 0, result.stderr
         rows = [json.loads(line) for path in sorted((logs / flag).glob("*.jsonl")) for line in path.read_text().splitlines()]
         episodes = {r["episode"]: r for r in map(json.loads, result.stdout.splitlines())}

@@ -15,7 +15,7 @@ from jitrl_cli.commands.eval import eval_, given_options, report
 from jitrl_cli.commands.memory import memory_app
 from jitrl_cli.commands.view import EpisodeView, StepLogger, WorkersView, episode_line, summary_table
 from jitrl_cli.commands.web import web
-from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset
+from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset, with_return
 from jitrl_cli.core.validation import check_options, install_option_checks
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
@@ -80,6 +80,7 @@ def play(
     """Play a Jericho text game with the JitRL agent, learning across episodes."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
+    policy = with_return(policy, given_options(ctx))
     check_options(episodes=episodes, workers=workers, n_ctx=backend["n_ctx"], valid_actions_timeout=valid_actions_timeout,
                   state_hash=state_hash)
     config = AgentConfig.from_options(**policy, learn=not no_learn, max_steps=max_steps, seed=seed)

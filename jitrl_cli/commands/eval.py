@@ -9,7 +9,7 @@ import typer
 
 from jitrl_cli.commands import options
 from jitrl_cli.commands.view import EvalProgressView, print_summary
-from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset
+from jitrl_cli.core.config import PAPER_SETTINGS, AgentConfig, with_preset, with_return
 from jitrl_cli.core.validation import check_options
 from jitrl_cli.errors import UserError
 from jitrl_cli.llm.backend import Backend
@@ -57,6 +57,7 @@ def eval_(
     paper exploration, mean Q̂, back-off action keys, --unseen-q pessimistic, cycle avoidance, no exact match."""
     if paper:
         policy = with_preset(policy, PAPER_SETTINGS, given_options(ctx))
+    policy = with_return(policy, given_options(ctx))
     abstract_actions = policy.pop("abstract_actions")  # web only: not settings of game evals (their run.json)
     backoff_actions = policy.pop("backoff_actions")
     if suite is None and tasks is None:

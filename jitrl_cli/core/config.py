@@ -31,6 +31,15 @@ def with_preset(policy: dict, preset: dict, given: set[str]) -> dict:
     return policy | {name: value for name, value in preset.items() if name in policy and name not in given}
 
 
+def with_return(policy: dict, given: set[str]) -> dict:
+    """``policy`` (option name → value) with one way back: ``--replay-best`` given without ``--go-explore`` turns off
+    the games' default return, Go-Explore's (``go_explore``), instead of clashing with it. Both given on the command
+    line still clash (:func:`jitrl_cli.core.validation.check_combinations`)."""
+    if policy.get("replay_best") and "replay_best" in given and "go_explore" not in given:
+        return policy | {"go_explore": False}
+    return policy
+
+
 #: The learning defaults of `jitrl web` and `jitrl eval --suite` (the game commands' are in
 #: :mod:`jitrl_cli.commands.options`): the paper's γ, k, exploration and Q̂, and four of ours, each measured on
 #: MiniWoB++ (bench/RESULTS.md): ``history`` 0 (the prompt shows the current page, not the earlier actions: the 270M
